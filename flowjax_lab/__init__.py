@@ -1,0 +1,19 @@
+"""flowjax_lab: particle clouds moved by vector fields, checked against theory.
+
+The public surface; see DESIGN.md for the data flow.
+"""
+
+from . import (
+    datasets as datasets,
+    experiments as experiments,
+    fields as fields,
+    metrics as metrics,
+    theory as theory,
+    transport as transport,
+)
+from ._simulate import simulate as simulate
+from ._simulate_sde import simulate_sde as simulate_sde
+from ._trajectory import Status as Status, Trajectory as Trajectory
+from .measures import Empirical as Empirical, Gaussian as Gaussian
+
+__version__ = "0.1.0"

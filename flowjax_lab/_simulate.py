@@ -1,0 +1,197 @@
+"""``simulate``: advect a particle cloud by a vector field with diffrax."""
+
+from collections.abc import Callable
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from . import _checks
+from ._solvers import FIXED_STEP_ONLY, evaluations_per_step, ode_solver
+from ._trajectory import Status, Trajectory, finite_status
+
+ADJOINTS: dict[str, Callable[[], dfx.AbstractAdjoint]] = {
+    "recursive": dfx.RecursiveCheckpointAdjoint,
+    "backsolve": dfx.BacksolveAdjoint,
+    "direct": dfx.DirectAdjoint,
+}
+LOG_DENSITIES = ("exact", "hutchinson")
+
+
+def save_times(saveat, t0, t1, dtype):
+    """Saved times, shape `(T,)`: `None` -> (t0, t1); an int k -> k even times; else the array."""
+    if saveat is None:
+        return jnp.asarray([t0, t1], dtype)
+    if isinstance(saveat, int) and not isinstance(saveat, bool):
+        return jnp.linspace(t0, t1, _checks.positive_int(saveat, "saveat", minimum=2), dtype=dtype)
+    ts = jnp.asarray(saveat, dtype)
+    if ts.ndim != 1 or ts.shape[0] == 0:
+        raise ValueError(f"`saveat` must be None, an int or a 1-D array of times, got {saveat!r}.")
+    if not _checks.is_traced(ts) and not _checks.is_traced(t0) and not _checks.is_traced(t1):
+        lo, hi = float(ts.min()), float(ts.max())
+        if lo < float(t0) - 1e-12 or hi > float(t1) + 1e-12 or bool(jnp.any(jnp.diff(ts) < 0)):
+            raise ValueError(
+                f"`saveat` times must be increasing and within [t0, t1] = [{t0}, {t1}]."
+            )
+    return ts
+
+
+def _adjoint(adjoint) -> dfx.AbstractAdjoint:
+    if isinstance(adjoint, dfx.AbstractAdjoint):
+        return adjoint
+    return ADJOINTS[_checks.choice(adjoint, ADJOINTS, "adjoint")]()
+
+
+def divergence_exact(field, t, x, args):
+    """Velocity and per-particle divergence ``sum_k d f_ik / d x_ik``: shapes `(n, d)`, `(n,)`.
+
+    Uses the field's own ``divergence`` method if it has one; otherwise ``d`` JVPs along the
+    coordinate directions shared by all particles, which is exact for fields where a particle's
+    velocity depends on that particle alone (neural and pointwise fields). For interacting fields
+    it also counts the cross-particle terms; such fields should define ``divergence``.
+    """
+    own = getattr(field, "divergence", None)
+    if own is not None:
+        return field(t, x, args), own(t, x, args)
+    v, jvp = jax.linearize(lambda y: field(t, y, args), x)
+    basis = jnp.eye(x.shape[1], dtype=x.dtype)[:, None, :] * jnp.ones_like(x)[None]
+    columns = jax.vmap(jvp)(basis)  # (d, n, d)
+    return v, jnp.einsum("knk->n", columns)
+
+
+def divergence_hutchinson(field, t, x, args, noise):
+    """Velocity and the Hutchinson estimate ``noise_i . (J noise)_i`` of each divergence."""
+    v, jvp = jax.jvp(lambda y: field(t, y, args), (x,), (noise,))
+    return v, jnp.sum(noise * jvp, axis=1)
+
+
+def _check_field(field, t0, x0, args) -> None:
+    try:
+        out = jax.eval_shape(field, t0, x0, args)
+    except TypeError as err:
+        raise TypeError(f"`field` must be callable as field(t, x, args): {err}") from err
+    if getattr(out, "shape", None) != x0.shape:
+        got = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"`field` must return an array shaped like x0 {x0.shape}, got {got}.")
+
+
+@eqx.filter_jit
+def _solve(field, x0, logp0, noise, t0, t1, ts, solver, steps, rtol, atol, args, adjoint,
+           max_steps, log_density):
+    if log_density is None:
+        vf = lambda t, y, a: field(t, y, a)
+        y0 = x0
+    else:
+        def vf(t, y, a):
+            x, _ = y
+            if log_density == "exact":
+                v, div = divergence_exact(field, t, x, a)
+            else:
+                v, div = divergence_hutchinson(field, t, x, a, noise)
+            return v, -div
+
+        y0 = (x0, logp0)
+    if steps is None:
+        controller, dt0 = dfx.PIDController(rtol=rtol, atol=atol), None
+    else:
+        controller, dt0 = dfx.ConstantStepSize(), (t1 - t0) / steps
+    sol = dfx.diffeqsolve(
+        dfx.ODETerm(vf), solver, t0, t1, dt0, y0, args=args, saveat=dfx.SaveAt(ts=ts),
+        stepsize_controller=controller, adjoint=adjoint, max_steps=max_steps, throw=False,
+    )
+    xs, logp = (sol.ys, None) if log_density is None else sol.ys
+    status = jnp.where(
+        sol.result == dfx.RESULTS.successful,
+        Status.SUCCESS,
+        jnp.where(sol.result == dfx.RESULTS.max_steps_reached, Status.MAX_STEPS_REACHED,
+                  Status.SOLVER_FAILURE),
+    )
+    per_step, start = evaluations_per_step(solver)
+    num_steps = sol.stats["num_steps"]
+    # The adaptive controller spends two evaluations choosing the first step.
+    start = start + (2 if steps is None else 0)
+    stats = {
+        "num_steps": num_steps,
+        "num_accepted_steps": sol.stats["num_accepted_steps"],
+        "num_rejected_steps": sol.stats["num_rejected_steps"],
+        "num_field_evals": start + per_step * num_steps,
+    }
+    return Trajectory(sol.ts, xs, logp, stats, finite_status(status, xs, logp))
+
+
+def simulate(
+    field,
+    x0,
+    *,
+    t0=0.0,
+    t1=1.0,
+    saveat=None,
+    solver="tsit5",
+    steps=None,
+    rtol=1e-5,
+    atol=1e-5,
+    args=None,
+    adjoint="recursive",
+    max_steps=4096,
+    log_density=None,
+    logp0=None,
+    key=None,
+    throw=False,
+) -> Trajectory:
+    """Advect the cloud ``x0`` (shape `(n, d)`) by ``dx/dt = field(t, x, args)`` from t0 to t1.
+
+    **Arguments:**
+    - `field`: callable ``f(t, x, args) -> dx`` on the whole cloud, `(n, d) -> (n, d)`.
+    - `x0`: initial particles, shape `(n, d)`; its dtype is kept.
+    - `saveat`: `None` (save t0 and t1), an int (that many evenly spaced times) or times `(T,)`.
+    - `solver`: a name (euler, heun, midpoint, ralston, rk4, bosh3, tsit5, dopri5, dopri8) or a
+      diffrax solver.
+    - `steps`: number of fixed steps; `None` uses adaptive steps with `rtol`/`atol`.
+    - `adjoint`: "recursive" (checkpointed backprop, the default: discretise-then-optimise),
+      "backsolve" (continuous adjoint: optimise-then-discretise), "direct", or a diffrax adjoint.
+    - `max_steps`: step budget (with fixed steps, `steps` is used); exceeding it sets the status.
+    - `log_density`: `None`, "exact" or "hutchinson": also integrate
+      ``d log p / dt = -div field`` along each particle. "hutchinson" needs `key`.
+    - `logp0`: initial log-densities `(n,)` (zeros if `None`, so `logp` is then the change).
+    - `throw`: raise if the run fails instead of only reporting it in `status`.
+
+    **Returns:** a [`Trajectory`][] with `ts (T,)`, `xs (T, n, d)`, `logp (T, n)` or `None`,
+    `stats` and `status`.
+    """
+    x0 = _checks.particles(x0, "x0")
+    dtype = x0.dtype
+    _checks.time_interval(t0, t1)
+    solver_name = solver if isinstance(solver, str) else None
+    solver = ode_solver(solver)
+    if steps is not None:
+        steps = _checks.positive_int(steps, "steps")
+    elif solver_name in FIXED_STEP_ONLY:
+        raise ValueError(f"`solver` {solver_name!r} has no error estimate: pass `steps`.")
+    else:
+        _checks.positive(rtol, "rtol")
+        _checks.positive(atol, "atol")
+    max_steps = steps if steps is not None else _checks.positive_int(max_steps, "max_steps")
+    adjoint = _adjoint(adjoint)
+    t0 = jnp.asarray(t0, dtype)
+    t1 = jnp.asarray(t1, dtype)
+    ts = save_times(saveat, t0, t1, dtype)
+    _check_field(field, t0, x0, args)
+    noise = None
+    if log_density is not None:
+        _checks.choice(log_density, LOG_DENSITIES, "log_density")
+        n = x0.shape[0]
+        logp0 = jnp.zeros(n, dtype) if logp0 is None else _checks.as_float_array(logp0, "logp0")
+        if logp0.shape != (n,):
+            raise ValueError(f"`logp0` must have shape ({n},), got {tuple(logp0.shape)}.")
+        logp0 = logp0.astype(dtype)
+        if log_density == "hutchinson":
+            key = _checks.key(key)
+            noise = jax.random.rademacher(key, x0.shape, dtype)
+    traj = _solve(field, x0, logp0, noise, t0, t1, ts, solver, steps, rtol, atol, args, adjoint,
+                  max_steps, log_density)
+    if throw:
+        failed = traj.status != Status.SUCCESS
+        xs = eqx.error_if(traj.xs, failed, "simulate failed: see Trajectory.status.")
+        traj = eqx.tree_at(lambda tr: tr.xs, traj, xs)
+    return traj

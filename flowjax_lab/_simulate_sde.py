@@ -1,0 +1,72 @@
+"""``simulate_sde``: Ito SDEs with diagonal noise on particle clouds, on diffrax."""
+
+import diffrax as dfx
+import equinox as eqx
+import jax.numpy as jnp
+import lineax as lx
+
+from . import _checks
+from ._simulate import save_times
+from ._solvers import SDE_SOLVERS
+from ._trajectory import Status, Trajectory, finite_status
+
+
+def _diffusion_field(diffusion):
+    """Turn a scalar, an array or a callable into ``g(t, x, args) -> diagonal operator``."""
+    if callable(diffusion):
+        return lambda t, x, a: lx.DiagonalLinearOperator(
+            jnp.broadcast_to(jnp.asarray(diffusion(t, x, a), x.dtype), x.shape)
+        )
+    return lambda t, x, a: lx.DiagonalLinearOperator(
+        jnp.broadcast_to(jnp.asarray(diffusion, x.dtype), x.shape)
+    )
+
+
+@eqx.filter_jit
+def _solve(drift, diffusion, x0, key, t0, t1, ts, steps, solver, args):
+    dt = (t1 - t0) / steps
+    brownian = dfx.VirtualBrownianTree(t0, t1, tol=dt / 8, shape=x0.shape, key=key)
+    terms = dfx.MultiTerm(dfx.ODETerm(drift), dfx.ControlTerm(_diffusion_field(diffusion),
+                                                              brownian))
+    sol = dfx.diffeqsolve(terms, solver, t0, t1, dt, x0, args=args, saveat=dfx.SaveAt(ts=ts),
+                          max_steps=steps, throw=False)
+    status = jnp.where(sol.result == dfx.RESULTS.successful, Status.SUCCESS,
+                       Status.SOLVER_FAILURE)
+    stats = {"num_steps": sol.stats["num_steps"], "num_accepted_steps":
+             sol.stats["num_accepted_steps"], "num_rejected_steps":
+             sol.stats["num_rejected_steps"], "num_field_evals": sol.stats["num_steps"]}
+    return Trajectory(sol.ts, sol.ys, None, stats, finite_status(status, sol.ys))
+
+
+def simulate_sde(drift, diffusion, x0, key, *, t0=0.0, t1=1.0, steps, saveat=None,
+                 solver="euler", args=None) -> Trajectory:
+    """Simulate ``dx = drift(t, x, args) dt + diffusion(t, x, args) dW`` (Ito, diagonal noise).
+
+    **Arguments:**
+    - `drift`: callable ``(t, x, args) -> (n, d)``.
+    - `diffusion`: a scalar, an array shaped like `x0`, or a callable returning either: the
+      diagonal noise amplitude of each coordinate.
+    - `x0`: initial particles `(n, d)`; `key`: the Brownian motion's key.
+    - `steps`: number of fixed steps; `solver`: "euler" (Euler-Maruyama, strong order 1/2) or
+      "milstein" (strong order 1).
+
+    **Returns:** a [`Trajectory`][] (no `logp`).
+    """
+    x0 = _checks.particles(x0, "x0")
+    dtype = x0.dtype
+    key = _checks.key(key)
+    _checks.time_interval(t0, t1)
+    steps = _checks.positive_int(steps, "steps")
+    solver = SDE_SOLVERS[_checks.choice(solver, SDE_SOLVERS, "solver")]()
+    if not callable(diffusion):
+        diffusion = _checks.as_float_array(diffusion, "diffusion")
+        if diffusion.ndim and diffusion.shape != x0.shape:
+            raise ValueError(
+                f"`diffusion` must be a scalar or shaped like x0 {x0.shape}, "
+                f"got {tuple(diffusion.shape)}."
+            )
+        diffusion = _checks.check_finite(diffusion, "diffusion")
+    t0 = jnp.asarray(t0, dtype)
+    t1 = jnp.asarray(t1, dtype)
+    ts = save_times(saveat, t0, t1, dtype)
+    return _solve(drift, diffusion, x0, key, t0, t1, ts, steps, solver, args)

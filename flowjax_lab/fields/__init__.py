@@ -1,0 +1,4 @@
+"""Vector fields ``f(t, x, args) -> dx`` on particle clouds `(n, d)`, one family per file."""
+
+from ._gaussian_flow_matching import GaussianFlowMatching as GaussianFlowMatching
+from ._pointwise import Pointwise as Pointwise, pointwise as pointwise

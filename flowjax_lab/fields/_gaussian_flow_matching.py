@@ -1,0 +1,36 @@
+"""The exact flow-matching field between two centred Gaussians."""
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from .. import _checks
+from .._types import Matrix
+from ..theory import flow_matching_gaussian
+
+
+class GaussianFlowMatching(eqx.Module):
+    """The linear field ``v_t(x) = A_t x`` of independent-coupling flow matching from
+    N(0, cov0) to N(0, cov1) (see ``theory.flow_matching_gaussian``). Defined for t in [0, 1].
+
+    **Arguments:** `cov0`, `cov1`: symmetric positive definite, shape `(d, d)`.
+    """
+
+    cov0: Matrix
+    cov1: Matrix
+
+    def __init__(self, cov0, cov1):
+        self.cov0 = _checks.covariance(cov0, "cov0")
+        self.cov1 = _checks.covariance(cov1, "cov1", dim=self.cov0.shape[0]).astype(
+            self.cov0.dtype
+        )
+
+    def matrix(self, t) -> Matrix:
+        """A_t, shape `(d, d)`."""
+        t = jnp.clip(jnp.asarray(t, self.cov0.dtype), 0, 1)
+        return flow_matching_gaussian(self.cov0, self.cov1, t)[1]
+
+    def __call__(self, t, x, args=None):
+        return (x @ self.matrix(t).T.astype(x.dtype)).astype(x.dtype)
+
+    def divergence(self, t, x, args=None):
+        return jnp.broadcast_to(jnp.trace(self.matrix(t)).astype(x.dtype), x.shape[:1])

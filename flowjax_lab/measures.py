@@ -1,0 +1,94 @@
+"""Probability measures on R^d: weighted particle clouds and Gaussians."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from . import _checks
+from ._types import Array, Key, Matrix, Particles, Vector, Weights
+
+
+class Empirical(eqx.Module):
+    """A weighted particle cloud ``sum_i weights[i] delta_{points[i]}``.
+
+    **Arguments:**
+    - `points`: particles, shape `(n, d)`.
+    - `weights`: probabilities, shape `(n,)`, non-negative and summing to one; uniform if `None`.
+    """
+
+    points: Particles
+    weights: Weights
+
+    def __init__(self, points, weights=None):
+        points = _checks.particles(points, "points")
+        if weights is None:
+            weights = jnp.full(points.shape[:1], 1 / points.shape[0], points.dtype)
+        self.points = points
+        self.weights = _checks.weights(weights, points.shape[0], "weights", dtype=points.dtype)
+
+    @property
+    def n(self) -> int:
+        return self.points.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.points.shape[1]
+
+    def mean(self) -> Vector:
+        """Weighted mean, shape `(d,)`."""
+        return self.weights @ self.points
+
+    def cov(self) -> Matrix:
+        """Weighted covariance (population, not unbiased), shape `(d, d)`."""
+        centred = self.points - self.mean()
+        return (centred * self.weights[:, None]).T @ centred
+
+    def sample(self, key: Key, n: int) -> Particles:
+        """`n` points drawn with replacement according to the weights, shape `(n, d)`."""
+        n = _checks.positive_int(n, "n")
+        idx = jax.random.choice(key, self.n, (n,), p=self.weights)
+        return self.points[idx]
+
+
+class Gaussian(eqx.Module):
+    """The Gaussian measure N(mean, cov) on R^d.
+
+    **Arguments:**
+    - `mean`: shape `(d,)`.
+    - `cov`: symmetric positive-definite, shape `(d, d)`.
+    """
+
+    mean: Vector
+    cov: Matrix
+
+    def __init__(self, mean, cov):
+        mean = _checks.as_float_array(mean, "mean")
+        if mean.ndim != 1:
+            raise ValueError(f"`mean` must have shape (d,), got {tuple(mean.shape)}.")
+        self.mean = _checks.check_finite(mean, "mean")
+        self.cov = _checks.covariance(cov, "cov", dim=mean.shape[0]).astype(mean.dtype)
+
+    @classmethod
+    def standard(cls, d: int, dtype=None) -> "Gaussian":
+        """N(0, I_d)."""
+        d = _checks.positive_int(d, "d")
+        return cls(jnp.zeros(d, dtype), jnp.eye(d, dtype=dtype))
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[0]
+
+    def sample(self, key: Key, n: int) -> Particles:
+        """`n` independent draws, shape `(n, d)`."""
+        n = _checks.positive_int(n, "n")
+        chol = jnp.linalg.cholesky(self.cov)
+        z = jax.random.normal(key, (n, self.dim), self.mean.dtype)
+        return self.mean + z @ chol.T
+
+    def log_prob(self, x) -> Array:
+        """Log-density at each row of `x` (shape `(n, d)`), shape `(n,)`."""
+        x = _checks.particles(x, "x", dim=self.dim).astype(self.mean.dtype)
+        chol = jnp.linalg.cholesky(self.cov)
+        z = jax.scipy.linalg.solve_triangular(chol, (x - self.mean).T, lower=True)
+        half_logdet = jnp.sum(jnp.log(jnp.diag(chol)))
+        return -0.5 * jnp.sum(z**2, axis=0) - half_logdet - 0.5 * self.dim * jnp.log(2 * jnp.pi)

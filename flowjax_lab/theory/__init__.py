@@ -1,0 +1,16 @@
+"""Closed forms and moment ODEs: the references simulations are checked against.
+
+This package never imports ``simulate`` or ``fields``: a reference must not share the code it
+checks.
+"""
+
+from ._bures import (
+    bures_geodesic as bures_geodesic,
+    bures_monge_map as bures_monge_map,
+    bures_w2_squared as bures_w2_squared,
+)
+from ._flow_matching import (
+    flow_matching_gaussian as flow_matching_gaussian,
+    flow_matching_map as flow_matching_map,
+)
+from ._heat import heat_covariance as heat_covariance

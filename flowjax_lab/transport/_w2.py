@@ -1,0 +1,51 @@
+"""The Wasserstein-2 distance between particle clouds: exact when possible, entropic otherwise."""
+
+import jax.numpy as jnp
+
+from .. import _checks
+from .._types import Scalar
+from ._assignment import optimal_permutation
+from ._divergence import sinkhorn_divergence
+from ._sinkhorn import prepare
+
+METHODS = ("auto", "exact", "sinkhorn")
+
+
+def _exact_possible(x, y, a, b) -> bool:
+    return x.shape[0] == y.shape[0] and a is None and b is None
+
+
+def w2(x, y, *, a=None, b=None, method="auto", epsilon=None, return_method=False):
+    """W2 (not squared) between clouds `x` `(n, d)` and `y` `(m, d)`.
+
+    **Arguments:**
+    - `method`: "exact" (optimal assignment, scipy; equal sizes and uniform weights only),
+      "sinkhorn" (square root of the debiased Sinkhorn divergence, any sizes and weights), or
+      "auto": exact when possible, else sinkhorn.
+    - `epsilon`: regularisation for the sinkhorn method.
+    - `return_method`: also return the name of the method used.
+
+    Differentiable in `x` and `y` (with the exact method, the assignment is held fixed).
+    """
+    x, y, a, b = prepare(x, y, a, b)
+    method = _checks.choice(method, METHODS, "method")
+    if method == "auto":
+        method = "exact" if _exact_possible(x, y, a, b) else "sinkhorn"
+    if method == "exact":
+        if not _exact_possible(x, y, a, b):
+            raise ValueError(
+                "method='exact' needs clouds of equal size with uniform weights (a=b=None); "
+                f"got n={x.shape[0]}, m={y.shape[0]}. Use method='sinkhorn'."
+            )
+        value = _exact_w2(x, y)
+    else:
+        value = jnp.sqrt(jnp.maximum(sinkhorn_divergence(x, y, a=a, b=b, epsilon=epsilon), 0))
+    return (value, method) if return_method else value
+
+
+def _exact_w2(x, y) -> Scalar:
+    perm = optimal_permutation(x, y)
+    squared = jnp.mean(jnp.sum((x - y[perm]) ** 2, axis=1))
+    # sqrt has an infinite derivative at 0: give identical clouds a zero gradient instead.
+    safe = jnp.where(squared > 0, squared, 1)
+    return jnp.where(squared > 0, jnp.sqrt(safe), 0)
