@@ -1,0 +1,94 @@
+"""Interaction kernels ``W(z)`` and confining potentials ``V(x)``, each a function of one point.
+
+Every kernel is even (``W(-z) = W(z)``) and maps a difference `(d,)` to a scalar; every
+potential maps a particle `(d,)` to a scalar. They are equinox modules, so their parameters are
+pytree leaves that ``jax.grad`` reaches.
+"""
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from .. import _checks
+
+
+def _norm(z):
+    # The plain Euclidean norm: its gradient at z = 0 is NaN, which is what a collision under a
+    # singular kernel should produce (the self pair never reaches it).
+    return jnp.sqrt(jnp.sum(z**2))
+
+
+class GaussianKernel(eqx.Module):
+    """``W(z) = strength * exp(-|z|^2 / (2 scale^2))``: repulsive for strength > 0."""
+
+    scale: float = 1.0
+    strength: float = 1.0
+
+    def __check_init__(self):
+        _checks.positive(self.scale, "scale")
+
+    def __call__(self, z):
+        return self.strength * jnp.exp(-jnp.sum(z**2) / (2 * self.scale**2))
+
+
+class LogKernel(eqx.Module):
+    """``W(z) = -strength * log|z|`` (2-D Coulomb): repulsive for strength > 0, singular at 0."""
+
+    strength: float = 1.0
+
+    def __call__(self, z):
+        return -self.strength * 0.5 * jnp.log(jnp.sum(z**2))
+
+
+class RieszKernel(eqx.Module):
+    """``W(z) = strength * |z|^(-s) / s`` with s > 0 (s = d - 2 is Coulomb in d >= 3); repulsive
+    for strength > 0, singular at 0."""
+
+    s: float = 1.0
+    strength: float = 1.0
+
+    def __check_init__(self):
+        _checks.positive(self.s, "s")
+
+    def __call__(self, z):
+        return self.strength * _norm(z) ** (-self.s) / self.s
+
+
+class PowerLawKernel(eqx.Module):
+    """Attraction-repulsion ``W(z) = |z|^a / a - |z|^b / b`` with a > b (``|z|^0 / 0`` read as
+    ``log|z|``): attractive at long range, repulsive at short range. b <= 0 is singular at 0.
+    Aggregation equations (Carrillo et al.) use e.g. a = 2, b = 0.5 or b = 0."""
+
+    a: float = 2.0
+    b: float = 0.5
+
+    def __check_init__(self):
+        _checks.positive(self.a, "a")
+        if not _checks.is_traced(self.a) and not _checks.is_traced(self.b) and self.b >= self.a:
+            raise ValueError(f"`b` must be < `a` (repulsion shorter-ranged), got a={self.a}, "
+                             f"b={self.b}.")
+
+    @staticmethod
+    def _power(r2, p):
+        if p == 0:
+            return 0.5 * jnp.log(r2)
+        return jnp.sqrt(r2) ** p / p
+
+    def __call__(self, z):
+        r2 = jnp.sum(z**2)
+        return self._power(r2, self.a) - self._power(r2, self.b)
+
+
+class QuadraticPotential(eqx.Module):
+    """Confinement ``V(x) = 1/2 (x - center)^T A (x - center)``, `A` a scalar or `(d, d)` matrix
+    (symmetric). Its Langevin dynamics at temperature T is an Ornstein-Uhlenbeck process with
+    equilibrium N(center, T A^{-1})."""
+
+    matrix: float | jnp.ndarray = 1.0
+    center: float | jnp.ndarray = 0.0
+
+    def __call__(self, x):
+        y = x - jnp.asarray(self.center, x.dtype)
+        a = jnp.asarray(self.matrix, x.dtype)
+        if a.ndim == 0:
+            return 0.5 * a * jnp.sum(y**2)
+        return 0.5 * y @ a @ y
