@@ -7,6 +7,7 @@ from . import (
     datasets as datasets,
     experiments as experiments,
     fields as fields,
+    flows as flows,
     learn as learn,
     metrics as metrics,
     theory as theory,
