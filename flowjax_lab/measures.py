@@ -40,7 +40,7 @@ class Empirical(eqx.Module):
 
     def cov(self) -> Matrix:
         """Weighted covariance (population, not unbiased), shape `(d, d)`."""
-        centred = self.points - self.mean()
+        centred = self.points - self.mean()[None, :]
         return (centred * self.weights[:, None]).T @ centred
 
     def sample(self, key: Key, n: int) -> Particles:
@@ -83,12 +83,12 @@ class Gaussian(eqx.Module):
         n = _checks.positive_int(n, "n")
         chol = jnp.linalg.cholesky(self.cov)
         z = jax.random.normal(key, (n, self.dim), self.mean.dtype)
-        return self.mean + z @ chol.T
+        return self.mean[None, :] + z @ chol.T
 
     def log_prob(self, x) -> Array:
         """Log-density at each row of `x` (shape `(n, d)`), shape `(n,)`."""
         x = _checks.particles(x, "x", dim=self.dim).astype(self.mean.dtype)
         chol = jnp.linalg.cholesky(self.cov)
-        z = jax.scipy.linalg.solve_triangular(chol, (x - self.mean).T, lower=True)
+        z = jax.scipy.linalg.solve_triangular(chol, (x - self.mean[None, :]).T, lower=True)
         half_logdet = jnp.sum(jnp.log(jnp.diag(chol)))
         return -0.5 * jnp.sum(z**2, axis=0) - half_logdet - 0.5 * self.dim * jnp.log(2 * jnp.pi)

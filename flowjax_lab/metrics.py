@@ -9,7 +9,7 @@ from ._types import Array, Matrix, Particles, Scalar
 def covariance(x) -> Matrix:
     """Population covariance of a cloud `(n, d)`, shape `(d, d)`."""
     x = _checks.particles(x, "x")
-    centred = x - jnp.mean(x, axis=0)
+    centred = x - jnp.mean(x, axis=0, keepdims=True)
     return centred.T @ centred / x.shape[0]
 
 
