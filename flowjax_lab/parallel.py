@@ -1,0 +1,214 @@
+"""Particle clouds sharded over many devices with ``jax.sharding``.
+
+A cloud `(n, d)` is split along its particle axis over a one-axis device mesh; every other
+axis stays whole. The same functions then run on the sharded cloud:
+
+- `simulate(field, x0, mesh=...)`: `flowjax_lab.simulate` with the state kept sharded at every
+  stage of the solver (XLA's SPMD partitioner inserts the communication an interacting field
+  needs: an all-gather of the cloud, or the all-reduce of a mean).
+- `gather_field(rule, mesh)`: an interacting field written per block of query particles against
+  the whole cloud (keys and values gathered by one `all_gather` per evaluation).
+- `ring_pair_sum(fn, x, mesh)`: pair sums ``sum_{j != i} w_j fn(x_i - x_j)`` where the blocks of
+  the cloud travel around a ring of devices (`ppermute`), so no device ever holds more than two
+  blocks: memory `O(n / p)` per device.
+- `sinkhorn(x, y, mesh=...)`: `flowjax_lab.transport.sinkhorn` (ott-jax) on sharded clouds; the
+  cost matrix is split by rows and the column log-sum-exps are reduced across devices.
+
+**Many hosts.** The code is the same on a GPU or TPU cluster: start one process per host, call
+``jax.distributed.initialize()`` first (on Cloud TPU and SLURM it finds the coordinator itself;
+elsewhere pass ``coordinator_address="host0:1234", num_processes=P, process_id=i``), then build
+the mesh from ``jax.devices()`` (all devices of all hosts) with `particle_mesh()`. Each process
+must run the same program; build the global cloud with
+``jax.make_array_from_process_local_data(sharding, local_block)`` from the rows each host owns
+(`particle_sharding(mesh)` gives the sharding), or pass the same full array on every host to
+`shard_particles`. Results are global arrays; read them on each host with
+``jax.experimental.multihost_utils.process_allgather`` or per shard via
+``addressable_shards``. For example, on a SLURM allocation of 4 nodes with 8 GPUs each:
+``srun --ntasks-per-node=1 python my_run.py`` where ``my_run.py`` begins with
+``jax.distributed.initialize()`` and uses ``particle_mesh()`` (32 devices).
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from . import _checks
+from ._simulate import simulate as _simulate
+from ._trajectory import Trajectory
+from .transport import sinkhorn as _sinkhorn
+from .transport._sinkhorn import SinkhornResult
+
+AXIS = "particles"
+
+
+def particle_mesh(devices=None, *, axis: str = AXIS) -> Mesh:
+    """A one-axis mesh over `devices` (default: every device of every process).
+
+    **Arguments:**
+    - `devices`: a sequence of `jax.Device`s, an int (the first that many devices) or `None`.
+    - `axis`: the mesh axis name along which particles are split.
+    """
+    available = jax.devices()
+    if devices is None:
+        devices = available
+    elif isinstance(devices, int) and not isinstance(devices, bool):
+        count = _checks.positive_int(devices, "devices")
+        if count > len(available):
+            raise ValueError(
+                f"`devices` asks for {count} devices but only {len(available)} are visible."
+            )
+        devices = available[:count]
+    devices = list(devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise TypeError("`devices` must be None, a positive int or a sequence of jax.Device.")
+    return Mesh(np.array(devices), (axis,))
+
+
+def _mesh(mesh) -> Mesh:
+    if mesh is None:
+        return particle_mesh()
+    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
+        raise TypeError(f"`mesh` must be a one-axis jax.sharding.Mesh (see particle_mesh), "
+                        f"got {mesh!r}.")
+    return mesh
+
+
+def particle_sharding(mesh=None) -> NamedSharding:
+    """The sharding of a cloud `(n, d)` split along particles over `mesh`."""
+    mesh = _mesh(mesh)
+    return NamedSharding(mesh, P(mesh.axis_names[0], None))
+
+
+def _divisible(x, mesh: Mesh, name: str) -> None:
+    p = mesh.devices.size
+    if x.shape[0] % p:
+        raise ValueError(
+            f"`{name}` has {x.shape[0]} particles, which does not split evenly over {p} "
+            f"devices: use a multiple of {p} (pad with zero-weight particles if needed)."
+        )
+
+
+def shard_particles(x, mesh=None, *, name: str = "x"):
+    """Place the cloud `x` `(n, d)` on `mesh`, split along particles (`n` divisible by the
+    number of devices). Returns a global `jax.Array` with `particle_sharding(mesh)`."""
+    mesh = _mesh(mesh)
+    x = _checks.particles(x, name)
+    _divisible(x, mesh, name)
+    return jax.device_put(x, particle_sharding(mesh))
+
+
+def _constrained(field, sharding):
+    def sharded_field(t, x, args):
+        return jax.lax.with_sharding_constraint(field(t, x, args), sharding)
+
+    return sharded_field
+
+
+def simulate(field, x0, *, mesh=None, **kwargs) -> Trajectory:
+    """`flowjax_lab.simulate` of the cloud `x0` `(n, d)` split over `mesh` along particles.
+
+    The field's output is constrained to the particle sharding, so the solver's state and stages
+    stay split; interacting fields gather what they need (XLA inserts the collectives, or use
+    `gather_field` / `ring_pair_sum` to say how). Keyword arguments are those of `simulate`.
+
+    **Returns:** the `Trajectory`; `xs` `(T, n, d)` is sharded along `n`.
+    """
+    mesh = _mesh(mesh)
+    x0 = shard_particles(x0, mesh, name="x0")
+    return _simulate(_constrained(field, particle_sharding(mesh)), x0, **kwargs)
+
+
+def gather_field(rule: Callable, mesh=None) -> Callable:
+    """A field on a sharded cloud from a per-block `rule(t, x_local, x_all, args) -> dx_local`.
+
+    `x_local` `(n / p, d)` are the particles a device owns (the queries), `x_all` `(n, d)` the
+    whole cloud gathered from every device (the keys and values); the rule returns the velocity
+    of its own particles `(n / p, d)`. `args` is passed whole to every device. The field is
+    called as ``field(t, x, args)`` with `x` `(n, d)`, like any other field.
+    """
+    mesh = _mesh(mesh)
+    axis = mesh.axis_names[0]
+
+    def field(t, x, args):
+        def local(t, x_local, args):
+            x_all = jax.lax.all_gather(x_local, axis, tiled=True)
+            return rule(t, x_local, x_all, args)
+
+        return jax.shard_map(local, mesh=mesh, in_specs=(P(), P(axis, None), P()),
+                             out_specs=P(axis, None), check_vma=False)(t, x, args)
+
+    return field
+
+
+def ring_pair_sum(fn: Callable, x, mesh=None, weights=None):
+    """``out_i = sum_{j != i} w_j fn(x_i - x_j)`` with the cloud's blocks passed around a ring.
+
+    Each device keeps its own rows and receives one block of columns per round from its
+    neighbour (`p` rounds of `lax.ppermute`), so it never holds the whole cloud.
+
+    **Arguments:**
+    - `fn`: function of one difference `(d,)` returning an array (the self pair is masked out
+      before `fn` sees it).
+    - `x`: particles `(n, d)`, `n` divisible by the number of devices (sharded or not).
+    - `weights`: `(n,)` weights `w_j` (uniform `1/n` if `None`).
+
+    **Returns:** `(n, *fn_shape)`, sharded along `n`.
+    """
+    mesh = _mesh(mesh)
+    axis = mesh.axis_names[0]
+    p = mesh.devices.size
+    if not _checks.is_traced(x):
+        x = _checks.particles(x, "x")
+    elif x.ndim != 2:
+        raise ValueError(f"`x` must be a particle cloud of shape (n, d), got {x.shape}.")
+    _divisible(x, mesh, "x")
+    n = x.shape[0]
+    if weights is None:
+        weights = jnp.full((n,), 1 / n, x.dtype)
+    else:
+        weights = _checks.weights(weights, n, "weights", dtype=x.dtype)
+    block = n // p
+    ring = [(i, (i + 1) % p) for i in range(p)]
+    pair_fn = jax.vmap(jax.vmap(fn))
+
+    def local(x_local, w_local):
+        me = jax.lax.axis_index(axis).astype(jnp.int32)
+        rows = me * block + jnp.arange(block, dtype=jnp.int32)
+        out_shape = jax.eval_shape(fn, x_local[0]).shape
+
+        def step(carry, k):
+            acc, xj, wj = carry
+            owner = (me - k) % p
+            cols = owner * block + jnp.arange(block, dtype=jnp.int32)
+            valid = rows[:, None] != cols[None, :]
+            z = jnp.where(valid[..., None], x_local[:, None, :] - xj[None, :, :], 1)
+            value = pair_fn(z)
+            mask = valid.reshape(valid.shape + (1,) * len(out_shape))
+            value = jnp.where(mask, value, 0)
+            acc = acc + jnp.einsum("ij...,j->i...", value, wj.astype(value.dtype))
+            xj, wj = jax.lax.ppermute((xj, wj), axis, ring)
+            return (acc, xj, wj), None
+
+        acc0 = jnp.zeros((block, *out_shape), x_local.dtype)
+        (acc, _, _), _ = jax.lax.scan(step, (acc0, x_local, w_local),
+                                       jnp.arange(p, dtype=jnp.int32))
+        return acc
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(axis, None), P(axis)),
+                         out_specs=P(axis), check_vma=False)(x, weights)
+
+
+def sinkhorn(x, y, *, mesh=None, **kwargs) -> SinkhornResult:
+    """`flowjax_lab.transport.sinkhorn` (ott-jax, log-domain) on clouds split over `mesh`.
+
+    `x` `(n, d)` and `y` `(m, d)` are both split along particles (`n`, `m` divisible by the
+    number of devices); the `(n, m)` cost is never gathered on one device. Keyword arguments are
+    those of `transport.sinkhorn`. The potentials `f`, `g` come back sharded.
+    """
+    mesh = _mesh(mesh)
+    x = shard_particles(x, mesh, name="x")
+    y = shard_particles(y, mesh, name="y")
+    return _sinkhorn(x, y, **kwargs)
