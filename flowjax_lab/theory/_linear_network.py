@@ -1,0 +1,61 @@
+"""The Riccati ODE of a mean-field linear network under a Gaussian neuron law."""
+
+import diffrax as dfx
+import jax.numpy as jnp
+
+from .. import _checks
+from .._types import Array
+
+
+def linear_network_covariance(cov0, Szz, Syz, ts, *, rtol=1e-8, atol=1e-8) -> Array:
+    """Neuron covariance along the Wasserstein gradient flow of a mean-field linear network.
+
+    Neurons ``theta = (u, v)`` with ``u`` in R^{d_in}, ``v`` in R^{d_out} give the predictor
+    ``M = E[v u^T]`` (`(d_out, d_in)`) and the risk ``R = 1/2 E|y - M z|^2``, with
+    ``Szz = E[z z^T]`` and ``Syz = E[y z^T]``. The first variation of R at ``(u, v)`` is
+    ``v^T G u`` with ``G = M Szz - Syz``, so each neuron moves linearly,
+    ``d/dt (u, v) = -B (u, v)`` with ``B = [[0, G^T], [G, 0]]``, and the neuron law stays
+    N(0, Sigma_t) with the Riccati (quadratic) ODE
+
+        dSigma/dt = -(B(Sigma) Sigma + Sigma B(Sigma)),    M(Sigma) = Sigma[d_in:, :d_in].
+
+    Its rest points with ``G = 0`` have ``M = Syz Szz^{-1}``, the least-squares predictor.
+    Integrated with diffrax (Tsit5, adaptive steps).
+
+    **Arguments:**
+    - `cov0`: the initial neuron covariance, `(d_in + d_out, d_in + d_out)`, positive
+      semi-definite; the neuron law is N(0, cov0).
+    - `Szz`: input second moment `(d_in, d_in)`, positive definite.
+    - `Syz`: output-input cross moment `(d_out, d_in)`.
+    - `ts`: increasing times `(T,)`, starting at the time of `cov0`.
+
+    **Returns:** `Sigma_t` at each time, shape `(T, d_in + d_out, d_in + d_out)`.
+    """
+    Szz = _checks.covariance(Szz, "Szz")
+    d_in = Szz.shape[0]
+    Syz = _checks.as_float_array(Syz, "Syz").astype(Szz.dtype)
+    if Syz.ndim != 2 or Syz.shape[1] != d_in:
+        raise ValueError(f"`Syz` must have shape (d_out, {d_in}), got {tuple(Syz.shape)}.")
+    Syz = _checks.check_finite(Syz, "Syz")
+    dim = d_in + Syz.shape[0]
+    cov0 = _checks.covariance(cov0, "cov0", dim=dim, semidefinite=True).astype(Szz.dtype)
+    ts = _checks.as_float_array(ts, "ts").astype(Szz.dtype)
+    if ts.ndim != 1 or ts.shape[0] == 0:
+        raise ValueError(f"`ts` must be a non-empty 1-D array of times, got {tuple(ts.shape)}.")
+    if not _checks.is_traced(ts) and bool(jnp.any(jnp.diff(ts) < 0)):
+        raise ValueError("`ts` must be increasing.")
+    _checks.positive(rtol, "rtol")
+    _checks.positive(atol, "atol")
+
+    def vf(t, sigma, args):
+        g = sigma[d_in:, :d_in] @ Szz - Syz
+        zeros_in = jnp.zeros((d_in, d_in), sigma.dtype)
+        zeros_out = jnp.zeros((g.shape[0], g.shape[0]), sigma.dtype)
+        b = jnp.block([[zeros_in, g.T], [g, zeros_out]])
+        return -(b @ sigma + sigma @ b)
+
+    sol = dfx.diffeqsolve(
+        dfx.ODETerm(vf), dfx.Tsit5(), ts[0], ts[-1], None, cov0, saveat=dfx.SaveAt(ts=ts),
+        stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol), max_steps=65536,
+    )
+    return sol.ys
