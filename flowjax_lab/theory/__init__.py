@@ -14,3 +14,4 @@ from ._flow_matching import (
     flow_matching_map as flow_matching_map,
 )
 from ._heat import heat_covariance as heat_covariance
+from ._linear_network import linear_network_covariance as linear_network_covariance
