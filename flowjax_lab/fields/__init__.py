@@ -3,4 +3,7 @@
 from ._gaussian_flow_matching import GaussianFlowMatching as GaussianFlowMatching
 from ._pointwise import Pointwise as Pointwise, pointwise as pointwise
 from ._interaction import Interaction as Interaction, interaction_energy as interaction_energy
-from ._meanfield import LinearNetworkField as LinearNetworkField, TwoLayerMeanField as TwoLayerMeanField
+from ._meanfield import (
+    LinearNetworkField as LinearNetworkField,
+    TwoLayerMeanField as TwoLayerMeanField,
+)
