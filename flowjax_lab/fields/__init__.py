@@ -1,5 +1,6 @@
 """Vector fields ``f(t, x, args) -> dx`` on particle clouds `(n, d)`, one family per file."""
 
+from ._exact_flow_matching import ExactFlowMatching as ExactFlowMatching
 from ._gaussian_flow_matching import GaussianFlowMatching as GaussianFlowMatching
 from ._pointwise import Pointwise as Pointwise, pointwise as pointwise
 from ._interaction import Interaction as Interaction, interaction_energy as interaction_energy

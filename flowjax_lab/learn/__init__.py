@@ -1,3 +1,12 @@
 """Losses and training loops: flow matching, CNFs, OT-Flow, MFGs, neural ODEs, mean-field nets."""
 
+from ._diffusion_link import ConvertedField as ConvertedField, convert as convert
+from ._flow_matching import (
+    FlowMatchingLoss as FlowMatchingLoss,
+    Reversed as Reversed,
+    conditional_path as conditional_path,
+    couple as couple,
+    generate as generate,
+    log_likelihood as log_likelihood,
+)
 from ._train import FitResult as FitResult, fit as fit
