@@ -30,6 +30,7 @@ must run the same program; build the global cloud with
 
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -100,11 +101,15 @@ def shard_particles(x, mesh=None, *, name: str = "x"):
     return jax.device_put(x, particle_sharding(mesh))
 
 
-def _constrained(field, sharding):
-    def sharded_field(t, x, args):
-        return jax.lax.with_sharding_constraint(field(t, x, args), sharding)
+class _ShardedField(eqx.Module):
+    """`field` with its output constrained to `sharding` (a Module, so that repeated calls with
+    the same field hit the compilation cache)."""
 
-    return sharded_field
+    field: Callable
+    sharding: NamedSharding = eqx.field(static=True)
+
+    def __call__(self, t, x, args):
+        return jax.lax.with_sharding_constraint(self.field(t, x, args), self.sharding)
 
 
 def simulate(field, x0, *, mesh=None, **kwargs) -> Trajectory:
@@ -118,7 +123,7 @@ def simulate(field, x0, *, mesh=None, **kwargs) -> Trajectory:
     """
     mesh = _mesh(mesh)
     x0 = shard_particles(x0, mesh, name="x0")
-    return _simulate(_constrained(field, particle_sharding(mesh)), x0, **kwargs)
+    return _simulate(_ShardedField(field, particle_sharding(mesh)), x0, **kwargs)
 
 
 def gather_field(rule: Callable, mesh=None) -> Callable:

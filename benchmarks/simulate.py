@@ -1,0 +1,116 @@
+"""ODE solve of an MLP field over a particle cloud: flowjax_lab.simulate vs torchdiffeq.
+
+Problem: n particles in d = 2 from N(0, I), field v(t, x) = MLP([x, t]) with two hidden layers
+of width 64 and tanh (random weights, the same numbers in JAX and in torch), integrated from
+t = 0 to 1 by Dopri5 with rtol = atol = 1e-5 (both libraries use an RMS norm over the whole
+state), float32. Each row reports its number of steps and the largest difference of its final
+cloud from ours, so that equal tolerance can be checked.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import flowjax_lab as fl
+
+from . import _harness as H
+
+DIM, WIDTH, DEPTH = 2, 64, 2
+RTOL = ATOL = 1e-5
+
+
+class MLPField(eqx.Module):
+    """v(t, x) = MLP([x, t]) applied to every particle; `x` `(n, d)`."""
+
+    weights: list
+    biases: list
+
+    def __init__(self, key):
+        sizes = [DIM + 1] + [WIDTH] * DEPTH + [DIM]
+        keys = jax.random.split(key, len(sizes) - 1)
+        self.weights = [jax.random.normal(k, (i, o)) / np.sqrt(i)
+                        for k, i, o in zip(keys, sizes[:-1], sizes[1:], strict=True)]
+        self.biases = [jnp.zeros(o) + 0.1 for o in sizes[1:]]
+
+    def __call__(self, t, x, args):
+        h = jnp.concatenate([x, jnp.full((x.shape[0], 1), t, x.dtype)], axis=1)
+        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            h = jnp.tanh(h @ w + b)
+        return h @ self.weights[-1] + self.biases[-1]
+
+
+def flops_per_eval(n: int) -> float:
+    sizes = [DIM + 1] + [WIDTH] * DEPTH + [DIM]
+    return 2.0 * n * sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def _torch_rows(group, sizes, field, x0, ours_final, repeats):
+    try:
+        import torch
+        import torchdiffeq
+    except ImportError:
+        return [H.skipped(group=group, name="simulate", impl="torchdiffeq odeint dopri5",
+                          sizes=sizes, dtype="float32",
+                          why="torch/torchdiffeq not installed (pip install .[peers])")]
+    ws = [torch.tensor(np.asarray(w)) for w in field.weights]
+    bs = [torch.tensor(np.asarray(b)) for b in field.biases]
+    counter = {"evals": 0}
+
+    class TorchMLP(torch.nn.Module):
+        def forward(self, t, x):
+            counter["evals"] += 1
+            h = torch.cat([x, t.expand(x.shape[0], 1)], dim=1)
+            for w, b in zip(ws[:-1], bs[:-1], strict=True):
+                h = torch.tanh(h @ w + b)
+            return h @ ws[-1] + bs[-1]
+
+    func = TorchMLP()
+    x = torch.tensor(np.asarray(x0))
+    ts = torch.tensor([0.0, 1.0])
+
+    def solve():
+        counter["evals"] = 0
+        with torch.no_grad():
+            return torchdiffeq.odeint(func, x, ts, method="dopri5", rtol=RTOL, atol=ATOL)
+
+    timing, out = H.time_call(solve, repeats=repeats, sync=lambda o: o)
+    evals = counter["evals"]
+    final = out[-1].numpy()
+    return [H.row(group=group, name="simulate", impl="torchdiffeq odeint dopri5", timing=timing,
+                  sizes=sizes, dtype="float32", flops=flops_per_eval(x.shape[0]) * evals,
+                  throughput=(x.shape[0] * evals, "particle-evals/s"),
+                  extra={"num_field_evals": evals, "torch_version": torch.__version__,
+                         "torch_threads": torch.get_num_threads(),
+                         "max_abs_diff_vs_ours": float(np.max(np.abs(final - ours_final)))})]
+
+
+def rows(quick: bool, repeats: int | None = None) -> list[dict]:
+    n = 500 if quick else 10_000
+    repeats = repeats or (3 if quick else 7)
+    group = f"simulate MLP n={n}"
+    sizes = {"n": n, "d": DIM, "width": WIDTH, "depth": DEPTH, "rtol": RTOL, "atol": ATOL}
+    field = MLPField(jax.random.key(1))
+    x0 = jax.random.normal(jax.random.key(0), (n, DIM))
+
+    def ours(solver):
+        return lambda: fl.simulate(field, x0, solver=solver, rtol=RTOL, atol=ATOL)
+
+    timed = H.time_interleaved({"flowjax_lab simulate dopri5": ours("dopri5"),
+                                "flowjax_lab simulate tsit5": ours("tsit5")}, repeats=repeats)
+    out, ours_final = [], None
+    for impl, (timing, traj) in timed.items():
+        evals = int(traj.stats["num_field_evals"])
+        final = np.asarray(traj.xs[-1])
+        if ours_final is None:
+            ours_final = final
+        out.append(H.row(
+            group=group, name="simulate", impl=impl, timing=timing, sizes=sizes,
+            dtype="float32", baseline=impl.endswith("dopri5"), flops=flops_per_eval(n) * evals,
+            throughput=(n * evals, "particle-evals/s"),
+            extra={"num_steps": int(traj.stats["num_steps"]), "num_field_evals": evals,
+                   "status": int(traj.status),
+                   "max_abs_diff_vs_ours": float(np.max(np.abs(final - ours_final)))},
+        ))
+    out.extend(_torch_rows(group, sizes, field, x0, ours_final, repeats))
+    return out
