@@ -1,6 +1,7 @@
 """The Riccati ODE of a mean-field linear network under a Gaussian neuron law."""
 
 import diffrax as dfx
+import equinox as eqx
 import jax.numpy as jnp
 
 from .. import _checks
@@ -46,6 +47,12 @@ def linear_network_covariance(cov0, Szz, Syz, ts, *, rtol=1e-8, atol=1e-8) -> Ar
         raise ValueError("`ts` must be increasing.")
     _checks.positive(rtol, "rtol")
     _checks.positive(atol, "atol")
+    return _solve(cov0, Szz, Syz, ts, rtol, atol)
+
+
+@eqx.filter_jit
+def _solve(cov0, Szz, Syz, ts, rtol, atol):
+    d_in = Szz.shape[0]
 
     def vf(t, sigma, args):
         g = sigma[d_in:, :d_in] @ Szz - Syz
