@@ -8,3 +8,8 @@ from ._meanfield import (
     LinearNetworkField as LinearNetworkField,
     TwoLayerMeanField as TwoLayerMeanField,
 )
+from ._attention import (
+    Attention as Attention,
+    PiecewiseConstant as PiecewiseConstant,
+    attend as attend,
+)

@@ -1,0 +1,390 @@
+"""Attention as a vector field on a token cloud: softmax, mean and Sinkhorn normalisations.
+
+Convention: the score of query token ``x_i`` for key token ``x_j`` is ``<Q x_i, K x_j>`` and the
+velocity is ``v_i = sum_j P_ij V x_j`` (then the output projection), with ``P`` the normalised
+``exp`` of the scores. With ``chunk_size`` set, scores are evaluated block by block with a
+streaming log-sum-exp (forward) and recomputed block by block in a custom backward pass, so
+neither the forward nor the gradient ever holds an `(n, n)` array.
+"""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _checks
+from .._types import Array, Particles
+
+NORMALIZATIONS = ("softmax", "mean", "sinkhorn")
+SPHERE_ATOL = 1e-3
+_SWAP = {None: None, "causal": "anticausal", "anticausal": "causal"}
+
+
+# --- the attention core: queries (n, h, k), keys (m, h, k), values (m, h, e), key bias (m, h) ---
+
+
+def _visible(rows, cols, n_rows: int, n_cols: int, kind):
+    """Which (row, col) index pairs may interact, shape `(len(rows), len(cols))`."""
+    ok = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
+    if kind == "causal":
+        ok = ok & (cols[None, :] <= rows[:, None])
+    elif kind == "anticausal":
+        ok = ok & (cols[None, :] >= rows[:, None])
+    return ok
+
+
+def _scores(qb, kb, bb, ok):
+    """Masked scores ``<q_i, k_j> + bias_j`` of one block pair, shape `(h, cq, ck)`."""
+    s = jnp.einsum("ihk,jhk->hij", qb, kb) + jnp.transpose(bb)[:, None, :]
+    return jnp.where(ok[None], s, -jnp.inf)
+
+
+def _dense_attend(q, k, v, bias, kind):
+    ok = _visible(jnp.arange(q.shape[0]), jnp.arange(k.shape[0]), q.shape[0], k.shape[0], kind)
+    s = _scores(q, k, bias, ok)
+    top = jax.lax.stop_gradient(jnp.max(s, axis=-1))
+    top = jnp.where(jnp.isfinite(top), top, 0)
+    p = jnp.exp(s - top[..., None])  # (h, n, m)
+    total = jnp.sum(p, axis=-1)
+    safe = jnp.where(total > 0, total, 1)
+    lse = jnp.where(total > 0, top + jnp.log(safe), -jnp.inf)
+    out = jnp.einsum("hij,jhe->ihe", p / safe[..., None], v)
+    return out, jnp.transpose(lse)
+
+
+def _pad_blocks(a, chunk: int):
+    """`(n, ...)` -> `(n_blocks, chunk, ...)`, zero-padded."""
+    blocks = -(-a.shape[0] // chunk)
+    pad = [(0, blocks * chunk - a.shape[0])] + [(0, 0)] * (a.ndim - 1)
+    return jnp.pad(a, pad).reshape(blocks, chunk, *a.shape[1:])
+
+
+def _unblock(a, n: int):
+    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])[:n]
+
+
+def _chunked_forward(q, k, v, bias, kind, chunk):
+    n, m = q.shape[0], k.shape[0]
+    h, e = q.shape[1], v.shape[2]
+    dtype = q.dtype
+    kb_all, vb_all, bb_all = (_pad_blocks(a, chunk) for a in (k, v, bias))
+    col_ids = jnp.arange(kb_all.shape[0] * chunk, dtype=jnp.int32).reshape(-1, chunk)
+    lowest = jnp.finfo(dtype).min
+
+    def one_query_block(inputs):
+        qb, rows = inputs
+
+        def step(carry, key_block):
+            mx, total, acc = carry
+            kb, vb, bb, cols = key_block
+            s = _scores(qb, kb, bb, _visible(rows, cols, n, m, kind))
+            new = jnp.maximum(mx, jnp.max(s, axis=-1))
+            p = jnp.exp(s - new[..., None])
+            scale = jnp.exp(mx - new)
+            acc = acc * scale[..., None] + jnp.einsum("hij,jhe->hie", p, vb)
+            return (new, total * scale + jnp.sum(p, axis=-1), acc), None
+
+        init = (jnp.full((h, chunk), lowest, dtype), jnp.zeros((h, chunk), dtype),
+                jnp.zeros((h, chunk, e), dtype))
+        (mx, total, acc), _ = jax.lax.scan(step, init, (kb_all, vb_all, bb_all, col_ids))
+        safe = jnp.where(total > 0, total, 1)
+        lse = jnp.where(total > 0, mx + jnp.log(safe), -jnp.inf)
+        return jnp.transpose(acc / safe[..., None], (1, 0, 2)), jnp.transpose(lse)
+
+    row_ids = jnp.arange(-(-n // chunk) * chunk, dtype=jnp.int32).reshape(-1, chunk)
+    out, lse = jax.lax.map(one_query_block, (_pad_blocks(q, chunk), row_ids))
+    return _unblock(out, n), _unblock(lse, n)
+
+
+def _chunked_backward(kind, chunk, res, cotangents):
+    q, k, v, bias, out, lse = res
+    dout, dlse = cotangents
+    n, m = q.shape[0], k.shape[0]
+    delta = jnp.sum(dout * out, axis=-1) - dlse  # (n, h)
+    lse = jnp.where(jnp.isfinite(lse), lse, 0)
+    rows_b = [_pad_blocks(a, chunk) for a in (q, dout, delta, lse)]
+    cols_b = [_pad_blocks(a, chunk) for a in (k, v, bias)]
+    row_ids = jnp.arange(rows_b[0].shape[0] * chunk, dtype=jnp.int32).reshape(-1, chunk)
+    col_ids = jnp.arange(cols_b[0].shape[0] * chunk, dtype=jnp.int32).reshape(-1, chunk)
+
+    def pair(row_block, col_block):
+        qb, gb, db, lb, rows = row_block
+        kb, vb, bb, cols = col_block
+        s = _scores(qb, kb, bb, _visible(rows, cols, n, m, kind))
+        p = jnp.exp(s - jnp.transpose(lb)[..., None])  # (h, cq, ck)
+        dp = jnp.einsum("ihe,jhe->hij", gb, vb)
+        return p, p * (dp - jnp.transpose(db)[..., None])
+
+    def dq_block(row_block):
+        def step(acc, col_block):
+            _, ds = pair(row_block, col_block)
+            return acc + jnp.einsum("hij,jhk->ihk", ds, col_block[0]), None
+
+        return jax.lax.scan(step, jnp.zeros_like(row_block[0]), (*cols_b, col_ids))[0]
+
+    def dkvb_block(col_block):
+        def step(acc, row_block):
+            p, ds = pair(row_block, col_block)
+            dk, dv, db = acc
+            return (dk + jnp.einsum("hij,ihk->jhk", ds, row_block[0]),
+                    dv + jnp.einsum("hij,ihe->jhe", p, row_block[1]),
+                    db + jnp.transpose(jnp.sum(ds, axis=1))), None
+
+        init = tuple(jnp.zeros_like(a) for a in col_block[:3])
+        return jax.lax.scan(step, init, (*rows_b, row_ids))[0]
+
+    dq = jax.lax.map(dq_block, (*rows_b, row_ids))
+    dk, dv, db = jax.lax.map(dkvb_block, (*cols_b, col_ids))
+    return _unblock(dq, n), _unblock(dk, m), _unblock(dv, m), _unblock(db, m)
+
+
+def _chunked_fwd(q, k, v, bias, kind, chunk):
+    out, lse = _chunked_forward(q, k, v, bias, kind, chunk)
+    return (out, lse), (q, k, v, bias, out, lse)
+
+
+_chunked_attend = jax.custom_vjp(_chunked_forward, nondiff_argnums=(4, 5))
+_chunked_attend.defvjp(_chunked_fwd, _chunked_backward)
+
+
+def attend(q, k, v, bias, *, kind=None, chunk_size=None):
+    """Normalised attention ``out_i = sum_j softmax_j(<q_i, k_j> + bias_j) v_j`` and
+    ``lse_i = log sum_j exp(<q_i, k_j> + bias_j)`` over the visible pairs.
+
+    **Arguments:** `q` `(n, h, k)`, `k` `(m, h, k)`, `v` `(m, h, e)`, `bias` `(m, h)` (``-inf``
+    hides a key); `kind`: `None`, "causal" (j <= i) or "anticausal" (j >= i); `chunk_size`:
+    `None` (dense, `(h, n, m)` scores) or a block size (memory `O((n + m) h)` plus a block).
+
+    **Returns:** `out` `(n, h, e)` (zero for a query that sees no key) and `lse` `(n, h)`.
+    """
+    if chunk_size is None:
+        return _dense_attend(q, k, v, bias, kind)
+    return _chunked_attend(q, k, v, bias, kind, chunk_size)
+
+
+# --- parameters that may depend on depth ---
+
+
+class PiecewiseConstant(eqx.Module):
+    """Layer-wise parameters as a function of depth: ``theta(t) = values[l]`` on the l-th of
+    ``L`` equal sub-intervals of ``[t0, t1]`` (clamped outside; a time within 1e-4 layer of a
+    layer's start counts as that layer, so that ``t = t0 + l (t1 - t0) / L`` picks layer l).
+
+    **Arguments:** `values` of shape `(L, ...)`; `t0 < t1`.
+    """
+
+    values: Array
+    t0: float = eqx.field(static=True, default=0.0)
+    t1: float = eqx.field(static=True, default=1.0)
+
+    def __check_init__(self):
+        if jnp.ndim(self.values) < 1 or jnp.shape(self.values)[0] < 1:
+            raise ValueError(f"`values` must have a leading layer axis (L, ...), got shape "
+                             f"{jnp.shape(self.values)}.")
+        if not float(self.t1) > float(self.t0):
+            raise ValueError(f"`t1` must be > `t0`, got t0={self.t0}, t1={self.t1}.")
+
+    @property
+    def layers(self) -> int:
+        return self.values.shape[0]
+
+    def __call__(self, t):
+        u = (jnp.asarray(t) - self.t0) / (self.t1 - self.t0) * self.layers
+        layer = jnp.clip(jnp.floor(u + 1e-4), 0, self.layers - 1).astype(jnp.int32)
+        return self.values[layer]
+
+
+def _value(param, t):
+    return param(t) if callable(param) else param
+
+
+def _shape_of(param, name: str):
+    if param is None:
+        return None
+    if callable(param):
+        try:
+            out = jax.eval_shape(param, jnp.zeros(()))
+        except Exception as err:
+            raise TypeError(f"`{name}` must be an array or a function of t: {err}") from err
+        return tuple(out.shape)
+    return tuple(jnp.shape(param))
+
+
+def _param(param, name: str):
+    if param is None or callable(param):
+        return param
+    return _checks.as_float_array(param, name)
+
+
+class Attention(eqx.Module):
+    """The self-attention field ``v_i = O sum_j P_ij V x_j`` on a token cloud `(n, d)`.
+
+    Scores are ``<Q x_i, K x_j>`` (an inverse temperature beta is a scale of `Q` or `K`).
+
+    **Arguments:**
+    - `Q`, `K`: shape `(k, d)` or, for `h` heads, `(h, k, d)`.
+    - `V`: shape `(e, d)` or `(h, e, d)`.
+    - `output`: the output projection, `(d, e)` or `(h, d, e)`; `None` means the identity
+      (needs `e == d`); the heads' outputs are summed.
+      Each of `Q`, `K`, `V`, `output` may instead be a function of depth ``t -> array`` (for
+      example a [`PiecewiseConstant`][] over layers, or an equinox module), so that a whole
+      transformer is one field.
+    - `causal`: token i attends to tokens j <= i only.
+    - `normalization`: "softmax" (rows of ``exp(scores)`` sum to one), "mean" (divided by the
+      number of visible keys instead: the unnormalised model), or "sinkhorn" (doubly stochastic
+      attention of Sinkformers: `sinkhorn_iterations` log-domain row normalisations with column
+      normalisations in between; one iteration is softmax).
+    - `sphere`: tokens live on the unit sphere and the velocity is projected on the tangent
+      space (the layer-norm model). A concrete cloud that is not unit norm (to `1e-3`) is refused
+      with a `ValueError`; inside `jit` (e.g. within a solver) tokens are renormalised, so that the
+      solver's drift off the sphere does not accumulate.
+    - `mask`: optional boolean `(n,)`: the tokens that may be attended to (keys). Masked tokens
+      still move, but exert no influence (padding, or queries of an in-context map).
+    - `chunk_size`: `None` (dense scores `(h, n, n)`) or a block size: memory linear in n.
+    """
+
+    Q: Array | Callable
+    K: Array | Callable
+    V: Array | Callable
+    output: Array | Callable | None
+    mask: Array | None
+    causal: bool = eqx.field(static=True)
+    normalization: str = eqx.field(static=True)
+    sinkhorn_iterations: int = eqx.field(static=True)
+    sphere: bool = eqx.field(static=True)
+    chunk_size: int | None = eqx.field(static=True)
+    heads: int = eqx.field(static=True)
+    multihead: bool = eqx.field(static=True)
+
+    def __init__(self, Q, K, V, *, output=None, causal=False, normalization="softmax",
+                 sinkhorn_iterations=3, sphere=False, mask=None, chunk_size=None):
+        self.Q, self.K, self.V = _param(Q, "Q"), _param(K, "K"), _param(V, "V")
+        self.output = _param(output, "output")
+        self.normalization = _checks.choice(normalization, NORMALIZATIONS, "normalization")
+        self.sinkhorn_iterations = _checks.positive_int(sinkhorn_iterations,
+                                                        "sinkhorn_iterations")
+        self.causal = bool(causal)
+        self.sphere = bool(sphere)
+        self.chunk_size = (None if chunk_size is None
+                           else _checks.positive_int(chunk_size, "chunk_size"))
+        shapes = {name: _shape_of(p, name) for name, p in
+                  (("Q", self.Q), ("K", self.K), ("V", self.V), ("output", self.output))}
+        self.multihead, self.heads = _check_shapes(shapes)
+        if mask is not None:
+            mask = jnp.asarray(mask)
+            if mask.ndim != 1 or mask.dtype != jnp.bool_:
+                raise ValueError(f"`mask` must be a boolean array of shape (n,), got "
+                                 f"{mask.dtype}{tuple(mask.shape)}.")
+        self.mask = mask
+
+    @property
+    def dim(self) -> int:
+        """The token dimension d."""
+        return _shape_of(self.Q, "Q")[-1]
+
+    def parameters(self, t, dtype):
+        """``(Q, K, V, O)`` at depth `t` with a head axis: `(h, k, d)`, `(h, k, d)`, `(h, e, d)`,
+        `(h, d, e)`, cast to `dtype`."""
+        params = [_value(p, t) for p in (self.Q, self.K, self.V)]
+        if not self.multihead:
+            params = [p[None] for p in params]
+        if self.output is None:
+            out = jnp.broadcast_to(jnp.eye(self.dim, dtype=dtype), (self.heads,) + (self.dim,) * 2)
+        else:
+            out = _value(self.output, t)
+            out = out if self.multihead else out[None]
+        return tuple(jnp.asarray(p).astype(dtype) for p in (*params, out))
+
+    def _check_cloud(self, x):
+        x = _checks.particles(x, "x", dim=self.dim, finite=False)
+        if self.mask is not None and self.mask.shape[0] != x.shape[0]:
+            raise ValueError(f"`mask` has length {self.mask.shape[0]} but the cloud `x` has "
+                             f"{x.shape[0]} tokens.")
+        if self.sphere:
+            if _checks.is_traced(x):
+                return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+            gap = np.max(np.abs(np.linalg.norm(np.asarray(x, np.float64), axis=-1) - 1))
+            if not gap <= SPHERE_ATOL:
+                raise ValueError(f"`x` must lie on the unit sphere when sphere=True (max "
+                                 f"| |x_i| - 1 | = {gap:.3g}); normalise it with x / |x|.")
+        return x
+
+    def __call__(self, t, x, args=None) -> Particles:
+        """The velocity of every token, shape `(n, d)` like `x`."""
+        x = self._check_cloud(x)
+        return _velocity(self, jnp.asarray(t, x.dtype), x)
+
+    def _velocity(self, t, x):
+        n, dtype = x.shape[0], x.dtype
+        Q, K, V, W = self.parameters(t, dtype)
+        q = jnp.einsum("nd,hkd->nhk", x, Q)
+        k = jnp.einsum("nd,hkd->nhk", x, K)
+        v = jnp.einsum("nd,hed->nhe", x, V)
+        keys = jnp.ones((n,), bool) if self.mask is None else self.mask
+        bias = jnp.broadcast_to(jnp.where(keys, 0.0, -jnp.inf).astype(dtype)[:, None],
+                                (n, self.heads))
+        kind = "causal" if self.causal else None
+        if self.normalization == "sinkhorn":
+            bias = self._sinkhorn_bias(q, k, bias, keys, kind)
+        out, lse = attend(q, k, v, bias, kind=kind, chunk_size=self.chunk_size)
+        if self.normalization == "mean":
+            count = jnp.cumsum(keys) if self.causal else jnp.sum(keys) * jnp.ones((n,), int)
+            log_count = jnp.log(jnp.maximum(count, 1).astype(dtype))
+            out = out * jnp.exp(lse - log_count[:, None])[..., None]
+        y = jnp.einsum("nhe,hde->nd", out, W)
+        if self.sphere:
+            y = y - jnp.sum(y * x, axis=-1, keepdims=True) * x
+        return y
+
+    def _sinkhorn_bias(self, q, k, bias, keys, kind):
+        """Key potentials g `(n, h)` after the column normalisations of Sinkhorn: rows of
+        ``exp(s_ij + g_j)`` normalised sum to one, columns to ``n / #keys``."""
+        n, h = q.shape[0], q.shape[1]
+        nothing = jnp.zeros((n, h, 0), q.dtype)
+        log_ratio = jnp.log(jnp.asarray(n, q.dtype) / jnp.sum(keys).astype(q.dtype))
+
+        g = bias
+        for _ in range(self.sinkhorn_iterations - 1):  # static and small: unrolled
+            _, lse_rows = attend(q, k, nothing, g, kind=kind, chunk_size=self.chunk_size)
+            f = jnp.where(jnp.isfinite(lse_rows), -lse_rows, -jnp.inf)  # blind rows: no say
+            _, lse_cols = attend(k, q, nothing, f, kind=_SWAP[kind], chunk_size=self.chunk_size)
+            g = log_ratio - lse_cols + bias
+        return g
+
+
+@eqx.filter_jit
+def _velocity(field, t, x):
+    return field._velocity(t, x)
+
+
+def _check_shapes(shapes: dict) -> tuple[bool, int]:
+    """Validate the shapes of Q, K, V, output; return (multihead, heads)."""
+    q, k, v, o = shapes["Q"], shapes["K"], shapes["V"], shapes["output"]
+    if len(q) not in (2, 3):
+        raise ValueError(f"`Q` must have shape (k, d) or (h, k, d), got {q}.")
+    multihead = len(q) == 3
+    rank = len(q)
+    for name, s in (("K", k), ("V", v)) + ((("output", o),) if o is not None else ()):
+        if len(s) != rank:
+            raise ValueError(f"`{name}` must have {rank} axes like `Q` {q} (a head axis on all "
+                             f"or none), got {s}.")
+    heads = q[0] if multihead else 1
+    if multihead:
+        for name, s in (("K", k), ("V", v)) + ((("output", o),) if o is not None else ()):
+            if s[0] != heads:
+                raise ValueError(f"head axes disagree: `Q` has {heads} heads, `{name}` has "
+                                 f"{s[0]} (shape {s}).")
+    d = q[-1]
+    if k[-2:] != q[-2:]:
+        raise ValueError(f"`K` must have the shape of `Q` (k, d) = {q[-2:]}, got {k[-2:]}.")
+    if v[-1] != d:
+        raise ValueError(f"`V` must map dimension d = {d} (shape (e, {d})), got {v[-2:]}.")
+    e = v[-2]
+    if o is None and e != d:
+        raise ValueError(f"`V` has output dimension e = {e} != d = {d}: pass an `output` "
+                         f"projection of shape (d, e) = ({d}, {e}).")
+    if o is not None and o[-2:] != (d, e):
+        raise ValueError(f"`output` must have shape (d, e) = ({d}, {e}) per head, got {o[-2:]}.")
+    return multihead, heads

@@ -1,0 +1,158 @@
+"""The Gaussian closure of softmax self-attention dynamics (Castin et al., 2025).
+
+Tokens ``x ~ mu`` move by ``dx/dt = sum_h V_h E_{y~mu}[exp(<Q_h x, K_h y>) y] /
+E_{y~mu}[exp(<Q_h x, K_h y>)]``. With the library's score ``<Q x, K y> = (K^T Q x)^T y`` and
+``mu = N(0, S)``, the exponential tilt of ``y`` by ``a = K^T Q x`` is ``N(S a, S)``, so the field is
+linear, ``v(x) = A x`` with ``A = sum_h V_h S K_h^T Q_h``, the tokens stay centred Gaussian and
+
+    dS/dt = A S + S A^T,   A = sum_h V_h S K_h^T Q_h.
+
+(The other placement, ``V S Q^T K``, is what the convention ``<K x, Q y>`` would give; the tests
+let a particle simulation tell the two apart.) The ODE is quadratic in ``S`` and may blow up in
+finite time. For ``V_h = I`` it is solved in closed form: ``d(S^{-1})/dt = -(M + M^T)`` with
+``M = sum_h K_h^T Q_h``, so ``S_t = (S_0^{-1} - t (M + M^T))^{-1}``, which blows up at
+``t* = 1 / lambda_max(S_0^{1/2} (M + M^T) S_0^{1/2})`` when that eigenvalue is positive.
+"""
+
+import diffrax as dfx
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _checks
+from .._types import Array, Matrix, Scalar, Times
+from ._linalg import symmetrize
+
+
+class AttentionCovariance(eqx.Module):
+    """The covariance of Gaussian tokens under attention dynamics.
+
+    **Fields:**
+    - `ts`: times `(T,)`.
+    - `covs`: covariances `(T, d, d)`; `inf` at times at or after a blow-up.
+    - `blow_up_time`: the time at which the covariance becomes infinite (`inf` if none within
+      the requested times for the ODE; the exact time for the closed form).
+    - `blew_up`: boolean, whether `blow_up_time` is finite.
+    """
+
+    ts: Times
+    covs: Array
+    blow_up_time: Scalar
+    blew_up: Array
+
+
+def _heads(Q, K, V, d: int | None = None):
+    Q = _checks.as_float_array(Q, "Q")
+    K = _checks.as_float_array(K, "K").astype(Q.dtype)
+    V = _checks.as_float_array(V, "V").astype(Q.dtype)
+    if Q.ndim == 2:
+        Q, K, V = Q[None], K[None], V[None]
+    if Q.ndim != 3 or K.shape != Q.shape:
+        raise ValueError(f"`Q` and `K` must share a shape (k, d) or (h, k, d), got "
+                         f"{tuple(Q.shape)} and {tuple(K.shape)}.")
+    dim = Q.shape[-1]
+    if V.shape != (Q.shape[0], dim, dim):
+        raise ValueError(f"`V` must have shape (d, d) (or (h, d, d) with the heads of `Q`) with "
+                         f"d = {dim}, got {tuple(V.shape)}.")
+    if d is not None and dim != d:
+        raise ValueError(f"`Q`, `K`, `V` act on dimension {dim} but `cov0` is {d} x {d}.")
+    return Q, K, V
+
+
+def _times(ts, dtype):
+    ts = jnp.asarray(ts, dtype)
+    if ts.ndim != 1 or ts.shape[0] == 0:
+        raise ValueError(f"`ts` must be a 1-D array of times, got shape {tuple(ts.shape)}.")
+    if not _checks.is_traced(ts):
+        t = np.asarray(ts)
+        if not np.all(np.isfinite(t)) or t.min() < 0 or np.any(np.diff(t) < 0):
+            raise ValueError("`ts` must be finite, non-negative and increasing.")
+    return ts
+
+
+def attention_velocity_matrix(cov, Q, K, V) -> Matrix:
+    """The matrix ``A = sum_h V_h cov K_h^T Q_h`` of the mean-field field ``v(x) = A x`` of
+    softmax attention on N(0, cov), shape `(d, d)`."""
+    Q, K, V = _heads(Q, K, V, cov.shape[0])
+    return jnp.einsum("hij,jk,hlk,hlm->im", V, cov, K, Q)
+
+
+def attention_covariance(cov0, Q, K, V, ts, *, rtol=1e-8, atol=1e-8, threshold=1e8,
+                         max_steps=16384) -> AttentionCovariance:
+    """Covariance of centred Gaussian tokens moved by softmax attention (mean-field limit).
+
+    Solves ``dS/dt = A S + S A^T``, ``A = sum_h V_h S K_h^T Q_h`` from ``S(0) = cov0`` with diffrax.
+    A blow-up is detected (a diffrax event ends the solve) at the first step where ``|S|``
+    exceeds ``threshold * |cov0|``; the returned time is then extrapolated with the
+    ``1 / (t* - t)`` growth of a quadratic ODE, ``t* = t + |S|^2 / <S, dS/dt>``, accurate to about
+    ``1 / threshold`` relative.
+
+    **Arguments:**
+    - `cov0`: initial covariance `(d, d)`, symmetric positive definite.
+    - `Q`, `K`: `(k, d)` or `(h, k, d)`; `V`: `(d, d)` or `(h, d, d)`.
+    - `ts`: non-negative increasing times `(T,)`.
+
+    **Returns:** an [`AttentionCovariance`][].
+    """
+    cov0 = _checks.covariance(cov0, "cov0")
+    Q, K, V = _heads(Q, K, V, cov0.shape[0])
+    Q, K, V = (a.astype(cov0.dtype) for a in (Q, K, V))
+    ts = _times(ts, cov0.dtype)
+    _checks.positive(threshold, "threshold")
+    return _solve(cov0, Q, K, V, ts, rtol, atol, threshold,
+                  _checks.positive_int(max_steps, "max_steps"))
+
+
+def _rhs(t, cov, args):
+    Q, K, V = args
+    a = attention_velocity_matrix(cov, Q, K, V)
+    return a @ cov + cov @ a.T
+
+
+@eqx.filter_jit
+def _solve(cov0, Q, K, V, ts, rtol, atol, threshold, max_steps):
+    limit = threshold * jnp.linalg.norm(cov0)
+    event = dfx.Event(lambda t, y, args, **kw: jnp.linalg.norm(y) > limit)
+    sol = dfx.diffeqsolve(
+        dfx.ODETerm(_rhs), dfx.Tsit5(), jnp.zeros((), cov0.dtype), ts[-1], None, cov0,
+        args=(Q, K, V), saveat=dfx.SaveAt(subs=(dfx.SubSaveAt(ts=ts), dfx.SubSaveAt(t1=True))),
+        stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol), event=event,
+        max_steps=max_steps, throw=False,
+    )
+    blew_up = sol.result == dfx.RESULTS.event_occurred
+    t_end, s_end = sol.ts[1][-1], sol.ys[1][-1]
+    growth = jnp.sum(s_end * _rhs(t_end, s_end, (Q, K, V)))  # d|S|^2/dt / 2
+    extrapolated = t_end + jnp.sum(s_end**2) / jnp.where(growth > 0, growth, 1)
+    blow_up_time = jnp.where(blew_up, extrapolated, jnp.inf)
+    failed = ~blew_up & (sol.result != dfx.RESULTS.successful)
+    covs = jnp.where((ts >= blow_up_time)[:, None, None], jnp.inf, sol.ys[0])
+    covs = eqx.error_if(covs, failed, "attention_covariance: the ODE solver failed "
+                        "(raise `max_steps` or loosen `rtol`/`atol`).")
+    return AttentionCovariance(ts, _symmetrize(covs), blow_up_time, blew_up)
+
+
+def _symmetrize(covs):
+    return (covs + jnp.swapaxes(covs, -1, -2)) / 2
+
+
+def attention_covariance_identity(cov0, Q, K, ts) -> AttentionCovariance:
+    """The closed form for ``V = I`` (every head): ``S_t = (S_0^{-1} - t (M + M^T))^{-1}`` with
+    ``M = sum_h K_h^T Q_h``, and the exact blow-up time
+    ``t* = 1 / lambda_max(S_0^{1/2} (M + M^T) S_0^{1/2})`` (`inf` when that is <= 0).
+    Shapes as in [`attention_covariance`][]."""
+    cov0 = _checks.covariance(cov0, "cov0")
+    d = cov0.shape[0]
+    Q = _checks.as_float_array(Q, "Q").astype(cov0.dtype)
+    K = _checks.as_float_array(K, "K").astype(cov0.dtype)
+    Q, K, _ = _heads(Q, K, jnp.broadcast_to(jnp.eye(d, dtype=cov0.dtype),
+                                            Q.shape[:-2] + (d, d)), d)
+    ts = _times(ts, cov0.dtype)
+    m = jnp.einsum("hkd,hke->de", K, Q)
+    b = m + m.T
+    chol = jnp.linalg.cholesky(cov0)  # L^T B L has the eigenvalues of S0^(1/2) B S0^(1/2)
+    top = jnp.max(jnp.linalg.eigvalsh(symmetrize(chol.T @ b @ chol)))
+    blow_up_time = jnp.where(top > 0, 1 / jnp.where(top > 0, top, 1), jnp.inf)
+    precision = jnp.linalg.inv(cov0)
+    covs = jnp.linalg.inv(precision[None] - ts[:, None, None] * b[None])
+    covs = jnp.where((ts >= blow_up_time)[:, None, None], jnp.inf, _symmetrize(covs))
+    return AttentionCovariance(ts, covs, blow_up_time, jnp.isfinite(blow_up_time))
