@@ -10,3 +10,8 @@ from ._flow_matching import (
     log_likelihood as log_likelihood,
 )
 from ._train import FitResult as FitResult, fit as fit
+from ._trajectory_inference import (
+    GradientPotential as GradientPotential,
+    SnapshotLoss as SnapshotLoss,
+    velocity_error as velocity_error,
+)
