@@ -13,3 +13,9 @@ from ._attention import (
     PiecewiseConstant as PiecewiseConstant,
     attend as attend,
 )
+from ._attention import (
+    Attention as Attention,
+    PiecewiseConstant as PiecewiseConstant,
+    attend as attend,
+)
+from ._transformer import residual_transformer as residual_transformer
