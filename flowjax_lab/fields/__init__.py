@@ -13,9 +13,4 @@ from ._attention import (
     PiecewiseConstant as PiecewiseConstant,
     attend as attend,
 )
-from ._attention import (
-    Attention as Attention,
-    PiecewiseConstant as PiecewiseConstant,
-    attend as attend,
-)
 from ._transformer import residual_transformer as residual_transformer
