@@ -133,6 +133,9 @@ def test_collision_under_a_singular_kernel_is_reported():
     traj = fl.simulate(Interaction(attract), x0, t1=2.0, steps=2, solver="euler", saveat=3)
     np.testing.assert_allclose(traj.xs[1], jnp.zeros((2, 1)), atol=0)
     assert int(traj.status) == fl.Status.NONFINITE
+    # with adaptive steps the solver stalls at the collision time t = 2 a^2 = 0.5: not a success
+    traj = fl.simulate(Interaction(attract), x0, t1=1.0, max_steps=256)
+    assert int(traj.status) != fl.Status.SUCCESS
     # coincident particles under a repulsive singular kernel
     x1 = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
     traj = fl.simulate(Interaction(flows.RieszKernel(1.0)), x1, t1=0.1, steps=4, solver="heun")
