@@ -93,7 +93,8 @@ class Interaction(eqx.Module):
     ``-(1/w_i) dF/dx_i``; with uniform weights, ``-grad V(x_i) - 1/n sum_{j != i}
     grad W(x_i - x_j)``. Gradients are taken by autodiff of `kernel` and `potential`. The self
     pair is excluded, so singular kernels (``-log|z|``, Riesz) work; particles that collide make
-    the velocity NaN, which ``simulate`` reports as ``Status.NONFINITE``.
+    the velocity NaN, which ``simulate`` reports as ``Status.NONFINITE`` (an adaptive solve
+    usually stalls just before and reports ``Status.MAX_STEPS_REACHED``).
 
     **Arguments:**
     - `kernel`: even pair interaction `W`, a callable on one difference `(d,) -> ()`, or `None`.
