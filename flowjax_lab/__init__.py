@@ -4,6 +4,7 @@ The public surface; see DESIGN.md for the data flow.
 """
 
 from . import (
+    clustering as clustering,
     datasets as datasets,
     experiments as experiments,
     fields as fields,
