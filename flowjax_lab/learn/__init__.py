@@ -10,6 +10,19 @@ from ._flow_matching import (
     log_likelihood as log_likelihood,
 )
 from ._train import FitResult as FitResult, fit as fit
+from ._neural_ode import (
+    ClassificationLoss as ClassificationLoss,
+    NeuralODEClassifier as NeuralODEClassifier,
+    accuracy as accuracy,
+    classification_loss as classification_loss,
+)
+from ._cnf import CNF as CNF, LikelihoodLoss as LikelihoodLoss
+from ._otflow import OTFlow as OTFlow, OTFlowLoss as OTFlowLoss
+from ._mfg import (
+    MeanFieldGame as MeanFieldGame,
+    crowd_game as crowd_game,
+    transport_game as transport_game,
+)
 from ._trajectory_inference import (
     GradientPotential as GradientPotential,
     SnapshotLoss as SnapshotLoss,
