@@ -80,3 +80,15 @@ def test_jko_approaches_the_particle_flow_as_tau_shrinks(getkey):
         errors.append(float(jnp.max(jnp.abs(traj.x1 - exact))))
     order = np.log(errors[0] / errors[1]) / np.log(4)
     assert 0.8 < order < 1.2, errors  # implicit Euler: first order in tau
+
+
+def test_zero_temperature_langevin_is_the_euler_particle_flow(getkey):
+    x0 = jax.random.normal(getkey(), (10, 2))
+    w = jnp.linspace(1.0, 2.0, 10)
+    w = w / jnp.sum(w)
+    kernel, potential = flows.GaussianKernel(0.5, 2.0), flows.QuadraticPotential(0.3)
+    noiseless = flows.langevin(x0, getkey(), potential=potential, kernel=kernel, weights=w,
+                               temperature=0.0, t1=0.5, steps=20)
+    euler = fl.simulate(Interaction(kernel, potential, weights=w), x0, t1=0.5, steps=20,
+                        solver="euler")
+    np.testing.assert_allclose(noiseless.x1, euler.x1, rtol=1e-12, atol=1e-12)
