@@ -1,0 +1,132 @@
+"""Clustering of tokens on the sphere: the phase diagram of Geshkovski et al. ("A mathematical
+perspective on Transformers"), at reduced size, and metastable clusters in d = 2.
+
+Tokens on the unit sphere follow softmax self-attention with ``Q = beta I``, ``K = V = I``,
+projected on the tangent space. For each dimension d, inverse temperature beta and time t we
+record the probability that two distinct tokens have clustered (cosine >= threshold), averaged
+over random initial clouds of n = 32 tokens. In d = 2 with a large beta the tokens first gather
+into a few clusters that then persist over a time span of several decades (metastability).
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import clustering
+from .._plotting import figure
+from .._simulate import simulate
+from ..fields import Attention
+from ._registry import register
+from ._result import Result, check
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    n: int = 32
+    dims: tuple = (2, 8, 32)
+    betas: tuple = (0.25, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+    clouds: int = 8
+    t1: float = 20.0
+    saved_times: int = 41
+    steps: int = 200
+    threshold: float = 0.99
+    metastable_beta: float = 9.0
+    metastable_t1: float = 1000.0
+
+    @classmethod
+    def quick(cls):
+        return cls(dims=(2, 16), betas=(0.25, 1.0, 2.0, 4.0, 6.0, 9.0), clouds=4, steps=120,
+                   saved_times=21)
+
+
+def _diagram(config, key, d, ts, betas):
+    """Mean clustered fraction, shape `(len(betas), len(ts))`."""
+    x0 = jax.random.normal(key, (config.clouds, config.n, d), dtype=ts.dtype)
+    x0 = x0 / jnp.linalg.norm(x0, axis=-1, keepdims=True)
+    eye = jnp.eye(d, dtype=ts.dtype)
+
+    def one(beta, x):
+        field = Attention(beta * eye, eye, eye, sphere=True)
+        xs = simulate(field, x, t1=config.t1, saveat=ts, solver="rk4", steps=config.steps).xs
+        return jax.vmap(lambda y: clustering.clustered_fraction(y, config.threshold))(xs)
+
+    fractions = jax.jit(jax.vmap(lambda b: jax.vmap(lambda x: one(b, x))(x0)))(betas)
+    return np.asarray(jnp.mean(fractions, axis=1))
+
+
+def _longest_plateau(ts, counts):
+    """The largest ratio t_end / t_start over which the cluster count stays constant at >= 2."""
+    best, start = 1.0, 0
+    for i in range(1, len(counts) + 1):
+        if i == len(counts) or counts[i] != counts[start]:
+            if counts[start] >= 2 and ts[start] > 0:
+                best = max(best, ts[i - 1] / ts[start])
+            start = i
+    return best
+
+
+@register("clustering-phase-diagram", theme="transformer dynamics", config=Config,
+          description="Token clustering on the sphere over (beta, t) and metastable clusters.")
+def run(config: Config, key) -> Result:
+    dtype = jnp.result_type(float)
+    ts = jnp.linspace(0.0, config.t1, config.saved_times, dtype=dtype)
+    betas = jnp.asarray(config.betas, dtype)
+    keys = jax.random.split(key, len(config.dims) + 1)
+    diagrams = {d: _diagram(config, k, d, ts, betas)
+                for d, k in zip(config.dims, keys[:-1], strict=True)}
+
+    d, beta = 2, config.metastable_beta
+    x0 = jax.random.normal(keys[-1], (config.n, d), dtype=dtype)
+    x0 = x0 / jnp.linalg.norm(x0, axis=-1, keepdims=True)
+    log_ts = jnp.concatenate([jnp.zeros(1, dtype), jnp.logspace(-1, np.log10(
+        config.metastable_t1), 41, dtype=dtype)])
+    eye = jnp.eye(d, dtype=dtype)
+    traj = simulate(Attention(beta * eye, eye, eye, sphere=True), x0, t1=config.metastable_t1,
+                    saveat=log_ts, rtol=1e-6, atol=1e-6, max_steps=100_000)
+    counts = np.asarray(jax.vmap(lambda y: clustering.cluster_count(y, 0.999))(traj.xs))
+    energy = np.asarray(jax.vmap(lambda y: clustering.interaction_energy(y, beta))(traj.xs))
+    plateau = _longest_plateau(np.asarray(log_ts), counts)
+
+    result = Result("clustering-phase-diagram", dataclasses.asdict(config))
+    low = min(float(diagrams[dim][0, -1]) for dim in config.dims)
+    result.checks += [
+        check("all pairs cluster at the smallest beta (min over d)", low, 1.0, 0.02),
+        check("metastable multi-cluster plateau spans >= 10x in t (d=2)",
+              float(plateau >= 10), 1.0, 0.0, relative=False),
+        check("metastable run succeeded", float(traj.status), 0.0, 0.0, relative=False),
+    ]
+    for dim in config.dims:
+        result.metrics[f"final_fraction_d{dim}_beta{config.betas[-1]}"] = float(
+            diagrams[dim][-1, -1])
+    result.metrics.update({"metastable_final_clusters": int(counts[-1]),
+                           "metastable_plateau_ratio": float(plateau),
+                           "energy_increase_d2": float(energy[-1] - energy[0])})
+    result.arrays.update({"ts": ts, "betas": betas, "metastable_ts": log_ts,
+                          "metastable_counts": counts, "metastable_tokens": traj.xs})
+    result.arrays.update({f"fraction_d{dim}": diagrams[dim] for dim in config.dims})
+
+    fig, axes = figure(len(config.dims), size=3.4, sharey=True)
+    extent = (float(betas[0]), float(betas[-1]), 0.0, config.t1)
+    for ax, dim in zip(axes[0], config.dims, strict=True):
+        image = ax.imshow(diagrams[dim].T, origin="lower", aspect="auto", extent=extent,
+                          vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+        ax.set_title(f"d = {dim}, n = {config.n}", fontsize=10)
+        ax.set_xlabel("beta")
+    axes[0, 0].set_ylabel("t")
+    fig.colorbar(image, ax=axes[0, -1], label="P(two tokens clustered)")
+    result.figures["phase_diagram"] = fig
+
+    fig, axes = figure(2, size=4.0)
+    angles = np.unwrap(np.arctan2(np.asarray(traj.xs[..., 1]), np.asarray(traj.xs[..., 0])),
+                       axis=0)
+    axes[0, 0].semilogx(np.asarray(log_ts[1:]), angles[1:], color="C0", lw=0.7)
+    axes[0, 0].set_xlabel("t")
+    axes[0, 0].set_ylabel("token angle")
+    axes[0, 0].set_title(f"d = 2, beta = {beta}: metastable clusters", fontsize=10)
+    axes[0, 1].semilogx(np.asarray(log_ts[1:]), counts[1:], "o-", ms=3)
+    axes[0, 1].set_xlabel("t")
+    axes[0, 1].set_ylabel("clusters (cos >= 0.999)")
+    result.figures["metastable"] = fig
+    return result
