@@ -152,3 +152,26 @@ def test_ot_cfm_trains_inside_fit(getkey):
                           progress=False)
     assert result.status == "ok"
     assert np.mean(result.losses[-20:]) < 0.5 * np.mean(result.losses[:20])
+
+
+def test_path_metrics_on_straight_and_curved_flows(getkey):
+    """Straight paths (one data point): the kinetic energy is W2^2 and NPE is 0, one Euler step
+    suffices. The Gaussian FM flow: energy from the solve equals the finite-difference energy of
+    its saved paths and exceeds the Bures W2^2 (FM paths are not optimal)."""
+    x0 = jax.random.normal(getkey(), (50, 2))
+    y = jnp.array([[3.0, -1.0]])
+    straight = fl.fields.ExactFlowMatching(y)
+    energy, traj = fl.metrics.kinetic_energy(straight, x0, steps=10)
+    w2 = fl.metrics.sample_w2(x0, jnp.broadcast_to(y, x0.shape))
+    np.testing.assert_allclose(energy, w2**2, rtol=1e-10)
+    assert float(fl.metrics.normalized_path_energy(energy, w2)) < 1e-9
+    nfe = fl.metrics.nfe_for_w2(straight, x0, traj.x1, 1e-6, steps=(1, 2))
+    assert nfe["nfe"] == 1
+
+    field = fl.fields.GaussianFlowMatching(jnp.eye(2), COV1)
+    x0 = jax.random.normal(getkey(), (2000, 2))
+    energy, traj = fl.metrics.kinetic_energy(field, x0, saveat=201, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(energy, fl.metrics.path_energy(traj.xs, traj.ts), rtol=1e-3)
+    monge = fl.theory.bures_monge_map(jnp.eye(2), COV1)
+    optimal = fl.metrics.mean_displacement(x0, x0 @ monge)  # W2^2 on the same sample
+    assert float(energy) > 1.02 * float(optimal)
