@@ -72,37 +72,8 @@ class ExactFlowMatching(eqx.Module):
 
     def _moments(self, t, x) -> _Moments:
         x = _checks.particles(x, "x", dim=self.data.shape[1], finite=False)
-        dtype = x.dtype
-        t = self._times(t, x)
-        s = 1 - t
-        n, d = x.shape
         size = min(self.chunk_size, self.data.shape[0])
-        ys = self.data.astype(dtype).reshape(-1, size, d)
-        log_ws = self.log_weights.astype(dtype).reshape(-1, size)
-
-        def step(acc: _Moments, chunk):
-            y, log_w = chunk
-            z = (x[:, None, :] - t[:, None, None] * y[None]) / s[:, None, None]  # (n, c, d)
-            z2 = jnp.sum(z**2, axis=-1)
-            logits = log_w[None, :] - z2 / 2  # (n, c)
-            top = jnp.maximum(acc.top, jnp.max(logits, axis=1))
-            safe = jnp.where(jnp.isfinite(top), top, 0)
-            old = jnp.exp(acc.top - safe)
-            p = jnp.exp(logits - safe[:, None])
-            return _Moments(
-                top,
-                old * acc.mass + jnp.sum(p, axis=1),
-                old[:, None] * acc.y + p @ y,
-                old[:, None] * acc.z + jnp.einsum("nc,ncd->nd", p, z),
-                old * acc.y2 + p @ jnp.sum(y**2, axis=1),
-                old * acc.z2 + jnp.sum(p * z2, axis=1),
-            ), None
-
-        zeros_n, zeros_nd = jnp.zeros((n,), dtype), jnp.zeros((n, d), dtype)
-        init = _Moments(jnp.full((n,), -jnp.inf, dtype), zeros_n, zeros_nd, zeros_nd, zeros_n,
-                        zeros_n)
-        acc, _ = jax.lax.scan(step, init, (ys, log_ws))
-        return acc
+        return _posterior_sums(self.data, self.log_weights, self._times(t, x), x, size)
 
     def __call__(self, t, x, args=None) -> Particles:
         """The velocity ``E[X1 - X0 | X_t = x]``, shape `(n, d)`."""
@@ -143,3 +114,36 @@ class ExactFlowMatching(eqx.Module):
         early = t < 0.5
         grad_trace = jnp.where(early, t * var_y / s**2, var_z / jnp.where(early, 1, t))
         return (grad_trace - x.shape[1]) / s
+
+
+@eqx.filter_jit
+def _posterior_sums(data, log_weights, t, x, size: int) -> _Moments:
+    """Streaming log-sum-exp over chunks of `size` data points (jitted once per shape)."""
+    dtype = x.dtype
+    s = 1 - t
+    n, d = x.shape
+    ys = data.astype(dtype).reshape(-1, size, d)
+    log_ws = log_weights.astype(dtype).reshape(-1, size)
+
+    def step(acc: _Moments, chunk):
+        y, log_w = chunk
+        z = (x[:, None, :] - t[:, None, None] * y[None]) / s[:, None, None]  # (n, c, d)
+        z2 = jnp.sum(z**2, axis=-1)
+        logits = log_w[None, :] - z2 / 2  # (n, c)
+        top = jnp.maximum(acc.top, jnp.max(logits, axis=1))
+        safe = jnp.where(jnp.isfinite(top), top, 0)
+        old = jnp.exp(acc.top - safe)
+        p = jnp.exp(logits - safe[:, None])
+        return _Moments(
+            top,
+            old * acc.mass + jnp.sum(p, axis=1),
+            old[:, None] * acc.y + p @ y,
+            old[:, None] * acc.z + jnp.einsum("nc,ncd->nd", p, z),
+            old * acc.y2 + p @ jnp.sum(y**2, axis=1),
+            old * acc.z2 + jnp.sum(p * z2, axis=1),
+        ), None
+
+    zeros_n, zeros_nd = jnp.zeros((n,), dtype), jnp.zeros((n, d), dtype)
+    init = _Moments(jnp.full((n,), -jnp.inf, dtype), zeros_n, zeros_nd, zeros_nd, zeros_n, zeros_n)
+    acc, _ = jax.lax.scan(step, init, (ys, log_ws))
+    return acc
