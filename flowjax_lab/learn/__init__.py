@@ -28,3 +28,8 @@ from ._trajectory_inference import (
     SnapshotLoss as SnapshotLoss,
     velocity_error as velocity_error,
 )
+from ._depth_control import (
+    DepthControl as DepthControl,
+    depth_control_loss as depth_control_loss,
+    in_context_map as in_context_map,
+)
