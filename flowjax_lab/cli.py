@@ -1,9 +1,17 @@
 """The ``flowjax-lab`` command: list, run and reproduce experiments."""
 
 import argparse
+import dataclasses
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
+
+EPILOG = """examples:
+  flowjax-lab list --verbose
+  flowjax-lab run gaussian-transport --quick --set n=2000 --seeds 3
+  flowjax-lab reproduce --quick --out runs"""
 
 
 class UserError(Exception):
@@ -14,87 +22,208 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
     overrides = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set expects key=value, got {pair!r}.")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}.")
         overrides[key.strip()] = value.strip()
     return overrides
 
 
 def _configure(args) -> None:
     """Device, dtype and compilation cache: set before JAX does any work."""
-    if getattr(args, "device", None):
-        os.environ["JAX_PLATFORMS"] = args.device
     import jax
 
-    if getattr(args, "dtype", None) == "float64":
-        jax.config.update("jax_enable_x64", True)
+    if getattr(args, "device", None):
+        jax.config.update("jax_platforms", args.device)
+        try:
+            platform = jax.devices()[0].platform
+        except RuntimeError as err:
+            raise UserError(f"--device {args.device}: no such device is available here "
+                            f"({str(err).splitlines()[0]})") from err
+        if platform != args.device:
+            raise UserError(f"--device {args.device}: JAX is already running on {platform}.")
+    if getattr(args, "dtype", None):
+        jax.config.update("jax_enable_x64", args.dtype == "float64")
     cache = Path(os.environ.get("FLOWJAX_LAB_CACHE", Path.home() / ".cache" / "flowjax_lab"))
     jax.config.update("jax_compilation_cache_dir", str(cache / "jax"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def _user_errors(call, *args, **kwargs):
+    """Run `call`, turning argument mistakes (ValueError, TypeError) into a `UserError`."""
+    try:
+        return call(*args, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise UserError(str(err)) from err
+
+
 def cmd_list(args) -> int:
     from . import experiments
 
-    for name in experiments.names():
-        exp = experiments.get(name)
-        print(f"{name:<28} [{exp.theme}] {exp.description}")
+    for theme in experiments.THEMES:
+        chosen = experiments.names(theme)
+        print(f"{theme[0].upper() + theme[1:]} ({len(chosen)})")
+        for name in chosen:
+            exp = experiments.get(name)
+            tag = "  [trains; --resume]" if exp.resumable else ""
+            print(f"  {name:<30} {exp.description}{tag}")
+            if args.verbose:
+                quick = exp.config.quick()
+                for field, kind, default in exp.fields():
+                    small = getattr(quick, field)
+                    note = f"   (quick: {small!r})" if small != default else ""
+                    print(f"      {field} : {kind} = {default!r}{note}")
+        print()
+    for module, trace in experiments.broken().items():
+        print(f"  BROKEN module {module}: {trace.strip().splitlines()[-1]}")
     return 0
 
 
 def cmd_run(args) -> int:
     from . import experiments
+    from .experiments._io import CHECKPOINT, run_config, write_json
 
+    experiment = _user_errors(experiments.get, args.name)
+    overrides = _user_errors(experiment.coerce, _parse_sets(args.set))
+    config = _user_errors(experiment.make_config, quick=args.quick, **overrides)
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {args.seeds}.")
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    folder = Path(args.out) / experiment.name
+    expected = run_config(experiment.name, dataclasses.asdict(config), seeds)
+    if args.resume:
+        if not experiment.resumable:
+            raise UserError(f"{experiment.name!r} does not train, so it has no checkpoint to "
+                            "resume; run it without --resume.")
+        _check_resumable(folder, expected)
+    else:
+        shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
     try:
-        experiments.get(args.name)
-        result = experiments.run(args.name, quick=args.quick, seed=args.seed,
-                                 **_parse_sets(args.set))
-    except (ValueError, TypeError) as err:
-        raise UserError(str(err)) from err
-    folder = experiments.save_run(result, Path(args.out) / args.name)
+        (folder / "metrics.json").unlink(missing_ok=True)  # present only for a finished run
+        write_json(folder / "config.json", expected)
+    except OSError as err:
+        raise UserError(f"cannot write the run folder {folder}: {err}") from err
+    try:
+        result = experiments.run(experiment.name, quick=args.quick, seed=args.seed,
+                                 seeds=args.seeds if args.seeds > 1 else None,
+                                 checkpoint=folder / CHECKPOINT, **overrides)
+    except KeyboardInterrupt:
+        if experiment.resumable:
+            print(f"flowjax-lab: interrupted; the checkpoint is in {folder / CHECKPOINT}. "
+                  "Continue with the same command and --resume.", file=sys.stderr)
+        raise
+    experiments.save_run(result, folder)
     print(result.table())
-    print(f"written to {folder}")
     if result.traceback:
         print(result.traceback, file=sys.stderr)
+    print(f"written to {folder}")
     return 0 if result.passed else 1
 
 
-def cmd_reproduce(args) -> int:
-    from . import report
+def _check_resumable(folder: Path, expected: dict) -> None:
+    """Refuse to resume a folder saved with another config, seed or dtype."""
+    path = folder / "config.json"
+    if not path.exists():
+        print(f"flowjax-lab: no run to resume in {folder}; starting a new one.", file=sys.stderr)
+        return
+    saved = json.loads(path.read_text())
+    expected = json.loads(json.dumps(expected))
+    if saved != expected:
+        diff = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in expected.items()
+                if saved.get(k) != v and k != "config"]
+        diff += [f"{k}: saved {saved.get('config', {}).get(k)!r}, now {v!r}"
+                 for k, v in expected["config"].items() if saved.get("config", {}).get(k) != v]
+        raise UserError(f"cannot resume {folder}: it was run with other settings ("
+                        + "; ".join(diff) + "). Use the same options, or drop --resume.")
 
-    return 0 if report.reproduce(Path(args.out), quick=args.quick, seed=args.seed) else 1
+
+def cmd_reproduce(args) -> int:
+    from . import experiments, report
+
+    names = None
+    if args.only:
+        names = [_user_errors(experiments.get, n.strip()).name
+                 for n in args.only.split(",") if n.strip()]
+    try:
+        passed = report.reproduce(Path(args.out), quick=args.quick, seed=args.seed, names=names,
+                                  resume=args.resume)
+    except OSError as err:
+        raise UserError(f"cannot write the report in {args.out}: {err}") from err
+    return 0 if passed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowjax-lab",
         description="A JAX laboratory of particle clouds moved by vector fields, checked against "
-        "theory. Run the field's key results, one experiment, or the whole report.",
+        "theory. List the experiments, run one, or reproduce them all in one report.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--out", default="runs", help="output folder (default: runs)")
-    common.add_argument("--device", choices=["cpu", "gpu", "tpu"], help="JAX platform to use")
-    common.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                        help="default floating dtype (default: float32)")
+    common.add_argument("--out", default="runs", metavar="DIR",
+                        help="output folder (default: runs)")
+    common.add_argument("--device", choices=["cpu", "gpu", "tpu"],
+                        help="JAX platform to run on (default: the best available)")
+    common.add_argument("--dtype", choices=["float32", "float64"],
+                        help="default floating dtype (default: float32, JAX's default)")
     common.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("list", help="list the registered experiments").set_defaults(func=cmd_list)
+    lst = sub.add_parser("list", help="list the registered experiments by theme",
+                         description="List the registered experiments, grouped by theme.")
+    lst.add_argument("-v", "--verbose", action="store_true",
+                     help="also show each config field with its type, default and quick value")
+    lst.set_defaults(func=cmd_list)
 
-    run = sub.add_parser("run", parents=[common], help="run one experiment and save its folder",
-                         description="Run one experiment; writes config.json, metrics.json, "
-                         "figures and arrays into OUT/NAME.")
+    run = sub.add_parser(
+        "run", parents=[common], help="run one experiment and save its run folder",
+        description="Run one experiment (at the papers' size unless --quick) and write "
+        "config.json, metrics.json, figures (PNG) and arrays.npz into OUT/NAME. Exit code 0 when "
+        "every theory check passes. Training experiments checkpoint into OUT/NAME/checkpoint: "
+        "Ctrl-C stops after the current chunk, and --resume continues to the same numbers.")
     run.add_argument("name", help="experiment name (see `flowjax-lab list`)")
     run.add_argument("--quick", action="store_true", help="use the small CI-sized config")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config field (repeatable)")
+                     help="override a config field, type-checked (repeatable; see list -v)")
+    run.add_argument("--seeds", type=int, default=1, metavar="N",
+                     help="run seeds SEED..SEED+N-1 and report mean/std and worst check "
+                     "(default: 1)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue an interrupted training run from OUT/NAME/checkpoint")
     run.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("reproduce", parents=[common], help="run every experiment and write "
-                         "the report", description="Run every registered experiment and write "
-                         "OUT/report.html and OUT/report.md; exit code 0 when all checks pass.")
-    rep.add_argument("--quick", action="store_true", help="small sizes (minutes on 2 CPU cores)")
+    rep = sub.add_parser(
+        "reproduce", parents=[common], help="run every experiment and write the report",
+        description="Run every registered experiment, save each run folder in OUT, and write "
+        "OUT/report.html (self-contained, figures embedded) and OUT/report.md. A failed "
+        "experiment is reported and the others go on; exit code 0 when all checks pass.")
+    rep.add_argument("--quick", action="store_true",
+                     help="small sizes (within 15 minutes on 2 CPU cores)")
+    rep.add_argument("--only", metavar="NAME[,NAME]", help="run only these experiments")
+    rep.add_argument("--resume", action="store_true",
+                     help="keep finished runs with the same config and resume training runs")
     rep.set_defaults(func=cmd_reproduce)
+
+    def cmd_bench(args) -> int:  # benchmarks/ ships with the source checkout, not the wheel
+        root = Path(__file__).resolve().parents[1]
+        if (root / "benchmarks" / "__main__.py").exists() and str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        try:
+            from benchmarks.__main__ import main as bench_main
+        except ImportError as err:
+            raise UserError("`bench` needs the benchmarks/ folder of a source checkout of "
+                            f"flowjax_lab (git clone, then pip install -e .): {err}") from err
+        return bench_main(["--out", args.out] + ["--quick"] * args.quick
+                          + (["--only", *args.only] if args.only else []))
+
+    bench = sub.add_parser(
+        "bench", help="run the benchmark suite (peers side by side where installed)",
+        description="Run benchmarks/ (same as python -m benchmarks): compile and run times "
+        "apart, peers (pip install .[peers]) as ratios in the same run; a table and a JSON file.")
+    bench.add_argument("--quick", action="store_true", help="CI-sized problems")
+    bench.add_argument("--out", default="bench.json", metavar="FILE",
+                       help="JSON output (default: bench.json)")
+    bench.add_argument("--only", nargs="+", metavar="MODULE", help="only these modules")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

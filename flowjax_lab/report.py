@@ -1,92 +1,382 @@
-"""``reproduce``: run every registered experiment and write report.md and report.html."""
+"""``reproduce``: run every registered experiment and write report.md and report.html.
+
+The report is built from the run folders on disk (``OUT/<name>/metrics.json`` and its PNGs), so
+it always shows what was saved. ``report.html`` is self-contained: figures are embedded as
+base64 PNG, styles inline, no network access.
+"""
 
 import base64
+import dataclasses
+import datetime
 import html
-import io
+import json
+import platform
+import shutil
+import time
+import traceback
 from pathlib import Path
 
+import jax
 from tqdm.auto import tqdm
 
 from . import experiments
-from .experiments._io import save_run, write_atomic
+from ._atomic import write_atomic
+from .experiments._io import CHECKPOINT, load_run, png_bytes, run_config, save_run
 from .experiments._result import Result
 
-
-def _png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return buffer.getvalue()
+NOT_RUN = "not run: interrupted"
 
 
-def _check_rows(results: list[Result]) -> list[tuple]:
+def _fmt(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:d}"
+    return f"{value:.4g}"
+
+
+def _theme_title(theme: str) -> str:
+    return theme[0].upper() + theme[1:]
+
+
+def _anchor(name: str) -> str:
+    return "exp-" + "".join(c if c.isalnum() else "-" for c in name)
+
+
+@dataclasses.dataclass
+class _Summary:
+    results: list[Result]
+    seconds: float
+    quick: bool
+    seed: int
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def counts(self) -> dict:
+        checks = [c for r in self.results for c in r.checks]
+        return {
+            "experiments": len(self.results),
+            "experiments_passed": sum(r.passed for r in self.results),
+            "experiments_failed": sum(r.error not in (None, NOT_RUN) for r in self.results),
+            "checks": len(checks),
+            "checks_passed": sum(c.passed for c in checks),
+        }
+
+    def by_theme(self) -> list[tuple[str, list[Result]]]:
+        themes = {name: experiments.get(name).theme for name in experiments.names()}
+        groups = [(t, [r for r in self.results if themes.get(r.name) == t])
+                  for t in experiments.THEMES]
+        other = [r for r in self.results if r.name not in themes]
+        return groups + ([("experiments that failed to load", other)] if other else [])
+
+    def environment(self) -> str:
+        device = jax.devices()[0]
+        return (f"{'quick' if self.quick else 'full'} sizes, seed {self.seed}, "
+                f"{jax.numpy.result_type(float)}, jax {jax.__version__} on "
+                f"{device.platform} ({device.device_kind}), Python {platform.python_version()}")
+
+
+def _description(name: str) -> str:
+    try:
+        return experiments.get(name).description
+    except ValueError:
+        return "This experiment module could not be imported."
+
+
+def _status(r: Result) -> str:
+    if r.error == NOT_RUN:
+        return "not run"
+    if r.error:
+        return "error"
+    return "pass" if r.passed else "fail"
+
+
+def _check_rows(results: list[Result]) -> list[tuple[Result, object]]:
+    """``(result, check)`` for every check, and ``(result, None)`` for a run with an error."""
     rows = []
     for r in results:
         if r.error:
-            rows.append((r.name, "run failed", "", "", r.error, "FAIL"))
-        for c in r.checks:
-            rows.append((r.name, c.name, f"{c.value:.4g}", f"{c.reference:.4g}",
-                         f"{c.error:.3g} <= {c.tolerance:.3g}", "pass" if c.passed else "FAIL"))
+            rows.append((r, None))
+        rows += [(r, c) for c in r.checks]
     return rows
 
 
-def write_markdown(results: list[Result], out: Path) -> None:
-    lines = ["# flowjax_lab report", ""]
-    for theme in experiments.THEMES:
-        chosen = [r for r in results if experiments.get(r.name).theme == theme]
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    clean = lambda cell: str(cell).replace("|", "\\|").replace("\n", " ")
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows] + [""])
+
+
+def write_markdown(summary: _Summary, out: Path) -> None:
+    """``out/report.md``: figures linked to the PNGs in the run folders."""
+    n = summary.counts()
+    lines = [
+        "# flowjax_lab: reproduced results", "",
+        f"**{n['experiments_passed']} / {n['experiments']} experiments passed**, "
+        f"**{n['checks_passed']} / {n['checks']} theory checks passed**, "
+        f"run time {summary.seconds:.0f} s ({summary.environment()}).", "",
+    ]
+    for theme, chosen in summary.by_theme():
+        lines += [f"## {_theme_title(theme)}", ""]
         if not chosen:
-            continue
-        lines += [f"## {theme.capitalize()}", ""]
+            lines += ["_No experiment registered in this theme yet._", ""]
         for r in chosen:
-            lines += [f"### {r.name} ({'pass' if r.passed else 'FAIL'}, {r.seconds:.1f} s)", "",
-                      experiments.get(r.name).description, ""]
+            lines += [f"### {r.name} ({_status(r)}, {r.seconds:.1f} s)", "",
+                      _description(r.name), ""]
             lines += [f"![{name}]({r.name}/{name}.png)" for name in r.figures] + [""]
-            lines += [f"- {k}: {v:.6g}" for k, v in r.metrics.items()] + [""]
-    lines += ["## Theory checks", "", "| experiment | check | value | reference | error | result |",
-              "|---|---|---|---|---|---|"]
-    lines += ["| " + " | ".join(row) + " |" for row in _check_rows(results)]
-    write_atomic(out / "report.md", ("\n".join(lines) + "\n").encode())
-
-
-def write_html(results: list[Result], out: Path) -> None:
-    esc = html.escape
-    body = ["<h1>flowjax_lab report</h1>"]
-    for theme in experiments.THEMES:
-        chosen = [r for r in results if experiments.get(r.name).theme == theme]
-        if not chosen:
-            continue
-        body.append(f"<h2>{esc(theme.capitalize())}</h2>")
-        for r in chosen:
-            description = esc(experiments.get(r.name).description)
-            body.append(f"<h3>{esc(r.name)} <small>{'pass' if r.passed else 'FAIL'}, "
-                        f"{r.seconds:.1f} s</small></h3><p>{description}</p>")
-            for name, fig in r.figures.items():
-                data = base64.b64encode(_png(fig)).decode()
-                body.append(f'<img alt="{esc(name)}" src="data:image/png;base64,{data}">')
+            if r.error:
+                lines += ["```", r.error, "```", ""]
             if r.metrics:
-                body.append("<ul>" + "".join(f"<li>{esc(k)}: {v:.6g}</li>"
-                                             for k, v in r.metrics.items()) + "</ul>")
-    body.append("<h2>Theory checks</h2><table><tr><th>experiment</th><th>check</th><th>value</th>"
-                "<th>reference</th><th>error</th><th>result</th></tr>")
-    for row in _check_rows(results):
-        body.append("<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>")
-    body.append("</table>")
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>flowjax_lab report</title>"
-            "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}"
-            "img{max-width:100%}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>"
-            + "\n".join(body) + "</body></html>")
+                lines += _markdown_table(["metric", "value"],
+                                         [[k, _fmt(v)] for k, v in r.metrics.items()])
+    lines += ["## Theory checks", ""]
+    rows = [[r.name, "run failed", "", "", "", "", r.error] if c is None else
+            [r.name, c.name, _fmt(c.value), _fmt(c.reference), _fmt(c.error), _fmt(c.tolerance),
+             "pass" if c.passed else "FAIL"] for r, c in _check_rows(summary.results)]
+    lines += _markdown_table(["experiment", "check", "value", "reference", "error", "tolerance",
+                              "result"], rows)
+    write_atomic(out / "report.md", "\n".join(lines).encode())
+
+
+_CSS = """
+:root{--ink:#1d2330;--muted:#5d6677;--line:#e2e6ee;--bg:#f6f7fb;--card:#fff;--ok:#1a7f4b;
+--okbg:#e3f5ea;--bad:#b42318;--badbg:#fde8e6;--warnbg:#fff4d6;--warn:#8a5a00;--accent:#3257d6}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--ink);font:15px/1.55 system-ui,-apple-system,
+"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+main{max-width:1120px;margin:0 auto;padding:28px 24px 60px}
+h1{font-size:28px;margin:0 0 4px}h2{font-size:21px;margin:40px 0 12px;padding-bottom:6px;
+border-bottom:2px solid var(--line)}h3{font-size:17px;margin:0}
+.sub{color:var(--muted);margin:0 0 20px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:14px;margin:18px 0}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px 16px}
+.card .big{font-size:26px;font-weight:650}.card .label{color:var(--muted);font-size:13px}
+.card.ok{border-left:5px solid var(--ok)}.card.bad{border-left:5px solid var(--bad)}
+nav{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:10px 18px}
+nav ul{margin:4px 0 8px;padding-left:18px;columns:2}nav a{color:var(--accent);text-decoration:none}
+nav .theme{font-weight:600;margin-top:6px}
+article{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 20px;
+margin:16px 0;box-shadow:0 1px 2px rgba(20,30,60,.05)}
+article header{display:flex;align-items:center;gap:10px;flex-wrap:wrap}
+.time{color:var(--muted);font-size:13px;margin-left:auto}
+.desc{color:var(--muted);margin:6px 0 12px}
+.badge{display:inline-block;font-size:12px;font-weight:650;border-radius:999px;padding:2px 9px;
+text-transform:uppercase;letter-spacing:.03em}
+.badge.pass{background:var(--okbg);color:var(--ok)}.badge.fail,.badge.error{background:var(--badbg);
+color:var(--bad)}.badge.not-run{background:var(--warnbg);color:var(--warn)}
+figure{margin:8px 0 14px;text-align:center}figure img{max-width:100%;height:auto;
+border-radius:6px}figcaption{color:var(--muted);font-size:13px}
+.tables{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1.6fr);gap:18px}
+@media (max-width:800px){.tables{grid-template-columns:1fr}nav ul{columns:1}}
+table{border-collapse:collapse;width:100%;font-size:13.5px}
+th{text-align:left;color:var(--muted);font-weight:600;border-bottom:2px solid var(--line);
+padding:5px 8px}td{border-bottom:1px solid var(--line);padding:5px 8px;vertical-align:top}
+td.num{text-align:right;font-variant-numeric:tabular-nums;font-family:ui-monospace,
+SFMono-Regular,Menlo,monospace;white-space:nowrap}
+tr.failed td{background:var(--badbg)}
+.error{background:var(--badbg);border-radius:8px;padding:10px 14px;color:var(--bad)}
+.error pre{white-space:pre-wrap;color:var(--ink);font-size:12px;max-height:320px;overflow:auto}
+.empty{color:var(--muted);font-style:italic}
+footer{color:var(--muted);font-size:13px;margin-top:40px}
+code{background:#eef1f7;border-radius:4px;padding:1px 5px}
+"""
+
+# Marks the page once every figure has loaded (read by the headless-browser test).
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var loaded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.documentElement.setAttribute('data-figures', loaded.length + '/' + images.length);
+});
+"""
+
+
+def _html_table(header: list[str], rows: list[tuple[list[str], str]], numeric: set[int]) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(
+        f"<tr class='{cls}'>" + "".join(
+            f"<td class='num'>{esc(c)}</td>" if i in numeric else f"<td>{esc(c)}</td>"
+            for i, c in enumerate(cells)) + "</tr>"
+        for cells, cls in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_experiment(r: Result) -> str:
+    esc = html.escape
+    status = _status(r)
+    parts = [f"<article id='{_anchor(r.name)}'><header><h3>{esc(r.name)}</h3>"
+             f"<span class='badge {status.replace(' ', '-')}'>{status}</span>"
+             f"<span class='time'>{r.seconds:.1f} s"
+             + (f" &middot; seeds {esc(', '.join(map(str, r.seeds)))}" if len(r.seeds) > 1 else "")
+             + f"</span></header><p class='desc'>{esc(_description(r.name))}</p>"]
+    for name, png in r.figures.items():
+        data = base64.b64encode(png).decode()
+        parts.append(f"<figure><img alt='{esc(r.name)}: {esc(name)}' "
+                     f"src='data:image/png;base64,{data}'><figcaption>{esc(name)}</figcaption>"
+                     "</figure>")
+    if r.error:
+        trace = f"<details><summary>traceback</summary><pre>{esc(r.traceback)}</pre></details>" \
+            if r.traceback else ""
+        parts.append(f"<div class='error'><strong>{esc(r.error)}</strong>{trace}</div>")
+    tables = []
+    if r.metrics:
+        tables.append(_html_table(["metric", "value"],
+                                  [([k, _fmt(v)], "") for k, v in r.metrics.items()], {1}))
+    if r.checks:
+        tables.append(_html_table(
+            ["theory check", "value", "reference", "error", "tol.", ""],
+            [([c.name, _fmt(c.value), _fmt(c.reference), _fmt(c.error), _fmt(c.tolerance),
+               "pass" if c.passed else "FAIL"], "" if c.passed else "failed") for c in r.checks],
+            {1, 2, 3, 4}))
+    if tables:
+        parts.append("<div class='tables'>" + "".join(f"<div>{t}</div>" for t in tables)
+                     + "</div>")
+    parts.append("</article>")
+    return "".join(parts)
+
+
+def write_html(summary: _Summary, out: Path) -> None:
+    """``out/report.html``: one self-contained page."""
+    esc = html.escape
+    n = summary.counts()
+    ok = lambda good: "ok" if good else "bad"
+    cards = [
+        (f"{n['experiments_passed']} / {n['experiments']}", "experiments passed",
+         ok(n["experiments_passed"] == n["experiments"])),
+        (f"{n['checks_passed']} / {n['checks']}", "theory checks passed",
+         ok(n["checks_passed"] == n["checks"])),
+        (str(n["experiments_failed"]), "runs that raised an error",
+         ok(n["experiments_failed"] == 0)),
+        (f"{summary.seconds / 60:.1f} min", "total run time", ""),
+    ]
+    body = [
+        "<main><h1>flowjax_lab: reproduced results</h1>",
+        f"<p class='sub'>Particle clouds moved by vector fields, checked against theory. "
+        f"{esc(summary.environment())}; "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC.</p>",
+        "<div class='cards'>" + "".join(
+            f"<div class='card {cls}'><div class='big'>{esc(big)}</div>"
+            f"<div class='label'>{esc(label)}</div></div>" for big, label, cls in cards)
+        + "</div>",
+        "<nav>",
+    ]
+    groups = summary.by_theme()
+    for theme, chosen in groups:
+        items = "".join(f"<li><a href='#{_anchor(r.name)}'>{esc(r.name)}</a> "
+                        f"<span class='badge {_status(r).replace(' ', '-')}'>{_status(r)}</span>"
+                        "</li>" for r in chosen) or "<li class='empty'>none yet</li>"
+        body.append(f"<div class='theme'>{esc(_theme_title(theme))}</div><ul>{items}</ul>")
+    body.append("<div class='theme'><a href='#checks'>All theory checks</a></div></nav>")
+    for theme, chosen in groups:
+        body.append(f"<section><h2>{esc(_theme_title(theme))}</h2>")
+        if not chosen:
+            body.append("<p class='empty'>No experiment registered in this theme yet.</p>")
+        body += [_html_experiment(r) for r in chosen]
+        body.append("</section>")
+    rows = []
+    for r, c in _check_rows(summary.results):
+        link = r.name
+        if c is None:
+            rows.append(([link, "run failed: " + (r.error or ""), "", "", "", "", _status(r)],
+                         "failed"))
+        else:
+            rows.append(([link, c.name, _fmt(c.value), _fmt(c.reference), _fmt(c.error),
+                          _fmt(c.tolerance), "pass" if c.passed else "FAIL"],
+                         "" if c.passed else "failed"))
+    body.append("<section id='checks'><h2>All theory checks</h2><p class='desc'>A check passes "
+                "when its error is at most its tolerance; errors are relative to the reference "
+                "unless the reference is 0.</p>" + _html_table(
+                    ["experiment", "check", "value", "reference", "error", "tol.", "result"],
+                    rows, {2, 3, 4, 5}) + "</section>")
+    body.append("<footer>Rerun one experiment at full size with <code>flowjax-lab run NAME</code>;"
+                " change its configuration with <code>--set key=value</code>.</footer></main>")
+    page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>flowjax_lab report</title><style>{_CSS}</style>"
+            f"<script>{_SCRIPT}</script></head><body>" + "\n".join(body) + "</body></html>")
     write_atomic(out / "report.html", page.encode())
 
 
-def reproduce(out: Path, *, quick: bool = False, seed: int = 0) -> bool:
-    """Run every experiment, save each run folder and the report; True when all checks pass."""
-    results = []
-    for name in (bar := tqdm(experiments.names(), desc="experiments", unit="exp")):
-        bar.set_postfix_str(name)
-        result = experiments.run(name, quick=quick, seed=seed)
-        save_run(result, out / name)
-        tqdm.write(result.table())
-        results.append(result)
-    write_markdown(results, out)
-    write_html(results, out)
-    print(f"report: {out / 'report.html'}")
-    return all(r.passed for r in results)
+def _failed(name: str, message: str, trace: str | None = None) -> Result:
+    return Result(name, {}, error=message, traceback=trace)
+
+
+def _saved_matches(folder: Path, expected: dict) -> bool:
+    try:
+        saved = json.loads((folder / "config.json").read_text())
+        return (folder / "metrics.json").exists() and saved == json.loads(json.dumps(expected))
+    except (OSError, ValueError):
+        return False
+
+
+def _run_one(name: str, out: Path, *, quick: bool, seed: int, resume: bool) -> Result:
+    """Run `name` into ``out/name`` (or load it when `resume` finds it finished already)."""
+    folder = out / name
+    try:
+        experiment = experiments.get(name)
+        config = dataclasses.asdict(experiment.make_config(quick=quick))
+    except Exception as err:  # a broken config is reported, not raised
+        return _failed(name, f"{type(err).__name__}: {err}", traceback.format_exc())
+    if resume and _saved_matches(folder, run_config(name, config, [seed])):
+        return load_run(folder)
+    if not resume:
+        shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
+    result = experiments.run(name, quick=quick, seed=seed, checkpoint=folder / CHECKPOINT)
+    try:
+        result.figures = {k: png_bytes(f) for k, f in result.figures.items()}
+    except Exception as err:
+        result.error = f"figure failed: {type(err).__name__}: {err}"
+        result.traceback, result.figures = traceback.format_exc(), {}
+    save_run(result, folder)
+    return result
+
+
+def reproduce(out, *, quick: bool = False, seed: int = 0, names: list[str] | None = None,
+              resume: bool = False) -> bool:
+    """Run every registered experiment (or `names`), save each run folder in `out`, and write
+    ``out/report.html`` and ``out/report.md``; True when every run finished and every check
+    passed.
+
+    A failing experiment is reported and the others go on. With `resume`, finished runs with the
+    same config are read back and training runs continue from their checkpoints. Ctrl-C writes
+    the report of what finished and raises ``KeyboardInterrupt``.
+    """
+    out = Path(out)
+    start = time.perf_counter()
+    chosen = experiments.names() if names is None else [experiments.get(n).name for n in names]
+    results = [] if names is not None else [
+        _failed(f"{module} (module)", "ImportError: the module failed to import.", trace)
+        for module, trace in experiments.broken().items()]
+    bar = tqdm(chosen, desc="reproduce", unit="exp", dynamic_ncols=True)
+    try:
+        for name in bar:
+            bar.set_postfix_str(name)
+            result = _run_one(name, out, quick=quick, seed=seed, resume=resume)
+            results.append(result)
+            checks = f"{sum(c.passed for c in result.checks)}/{len(result.checks)} checks"
+            tqdm.write(f"{_status(result):>7}  {name:<32} {result.seconds:6.1f} s  {checks}"
+                       + (f"  {result.error}" if result.error else ""))
+    except KeyboardInterrupt:
+        done = {r.name for r in results}
+        results += [_failed(n, NOT_RUN) for n in chosen if n not in done]
+        _write(results, out, start, quick, seed)
+        raise
+    finally:
+        bar.close()
+    summary = _write(results, out, start, quick, seed)
+    n = summary.counts()
+    print(f"{n['experiments_passed']}/{n['experiments']} experiments passed, "
+          f"{n['checks_passed']}/{n['checks']} theory checks passed, "
+          f"total run time {summary.seconds:.1f} s")
+    print(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    return summary.passed
+
+
+def _write(results, out: Path, start: float, quick: bool, seed: int) -> _Summary:
+    summary = _Summary(results, time.perf_counter() - start, quick, seed)
+    write_markdown(summary, out)
+    write_html(summary, out)
+    return summary

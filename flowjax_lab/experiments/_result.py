@@ -40,7 +40,8 @@ class Result:
 
     **Fields:** `name`; `config` (a dict); `metrics` (name -> number); `checks` (list of
     [`Check`][]); `arrays` (name -> NumPy array, saved as .npz); `figures` (name -> matplotlib
-    figure, saved as PNG); `error` and `traceback` (when the run failed); `seconds` (run time).
+    figure, saved as PNG); `error` and `traceback` (when the run failed); `seconds` (run time);
+    `seeds` (the seeds behind the numbers, filled by ``experiments.run``).
     """
 
     name: str
@@ -52,6 +53,7 @@ class Result:
     error: str | None = None
     traceback: str | None = None
     seconds: float = 0.0
+    seeds: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -72,3 +74,38 @@ class Result:
                 f"error {c.error:.3g} <= {c.tolerance:.3g}"
             )
         return "\n".join(lines)
+
+
+def combine_seeds(results: list[Result], seeds: list[int]) -> Result:
+    """One [`Result`][] from the runs of several seeds.
+
+    Metrics become their mean over seeds, with ``<name>_std`` beside; a check keeps its mean value
+    and reference but its worst error, so it passes only when it passes for every seed; arrays of
+    equal shapes are stacked on a leading seed axis; figures are those of the first seed.
+    """
+    first = results[0]
+    out = Result(first.name, first.config, figures=first.figures, seeds=list(seeds),
+                 seconds=sum(r.seconds for r in results))
+    failed = [(s, r) for s, r in zip(seeds, results, strict=True) if r.error]
+    if failed:
+        out.error = "; ".join(f"seed {s}: {r.error}" for s, r in failed)
+        out.traceback = "\n".join(r.traceback or "" for _, r in failed) or None
+        return out
+    for key in first.metrics:
+        values = np.array([float(r.metrics[key]) for r in results if key in r.metrics])
+        out.metrics[key] = float(np.mean(values))
+        out.metrics[f"{key}_std"] = float(np.std(values))
+    for i, c in enumerate(first.checks):
+        group = [r.checks[i] for r in results if i < len(r.checks) and r.checks[i].name == c.name]
+        error = max(group, key=lambda g: np.nan_to_num(g.error, nan=np.inf)).error
+        out.checks.append(Check(
+            f"{c.name} (worst of {len(group)} seeds)",
+            float(np.mean([g.value for g in group])),
+            float(np.mean([g.reference for g in group])),
+            error, c.tolerance,
+        ))
+    for key, value in first.arrays.items():
+        stack = [np.asarray(r.arrays.get(key)) for r in results]
+        shapes = {a.shape for a in stack}
+        out.arrays[key] = np.stack(stack) if len(shapes) == 1 else np.asarray(value)
+    return out
