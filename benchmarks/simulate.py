@@ -29,15 +29,15 @@ class MLPField(eqx.Module):
     def __init__(self, key):
         sizes = [DIM + 1] + [WIDTH] * DEPTH + [DIM]
         keys = jax.random.split(key, len(sizes) - 1)
-        self.weights = [jax.random.normal(k, (i, o)) / np.sqrt(i)
+        self.weights = [jax.random.normal(k, (i, o), jnp.float32) / float(np.sqrt(i))
                         for k, i, o in zip(keys, sizes[:-1], sizes[1:], strict=True)]
-        self.biases = [jnp.zeros(o) + 0.1 for o in sizes[1:]]
+        self.biases = [jnp.full((o,), 0.1, jnp.float32) for o in sizes[1:]]
 
     def __call__(self, t, x, args):
         h = jnp.concatenate([x, jnp.full((x.shape[0], 1), t, x.dtype)], axis=1)
         for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
-            h = jnp.tanh(h @ w + b)
-        return h @ self.weights[-1] + self.biases[-1]
+            h = jnp.tanh(h @ w + b[None, :])
+        return h @ self.weights[-1] + self.biases[-1][None, :]
 
 
 def flops_per_eval(n: int) -> float:
@@ -91,7 +91,7 @@ def rows(quick: bool, repeats: int | None = None) -> list[dict]:
     group = f"simulate MLP n={n}"
     sizes = {"n": n, "d": DIM, "width": WIDTH, "depth": DEPTH, "rtol": RTOL, "atol": ATOL}
     field = MLPField(jax.random.key(1))
-    x0 = jax.random.normal(jax.random.key(0), (n, DIM))
+    x0 = jax.random.normal(jax.random.key(0), (n, DIM), jnp.float32)
 
     def ours(solver):
         return lambda: fl.simulate(field, x0, solver=solver, rtol=RTOL, atol=ATOL)

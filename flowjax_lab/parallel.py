@@ -62,7 +62,7 @@ def particle_mesh(devices=None, *, axis: str = AXIS) -> Mesh:
                 f"`devices` asks for {count} devices but only {len(available)} are visible."
             )
         devices = available[:count]
-    devices = list(devices)
+    devices = list(devices) if isinstance(devices, list | tuple | np.ndarray) else []
     if not devices or not all(isinstance(d, jax.Device) for d in devices):
         raise TypeError("`devices` must be None, a positive int or a sequence of jax.Device.")
     return Mesh(np.array(devices), (axis,))
