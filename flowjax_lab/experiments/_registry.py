@@ -299,6 +299,8 @@ def _catching(experiment, config, thunk, count) -> list[Result]:
         results = thunk()
         if len(results) != count or not all(isinstance(r, Result) for r in results):
             raise TypeError(f"experiment {experiment.name!r} must return a Result per key.")
+        for r in results:
+            r.name = experiment.name  # the registered name names the run folder and report entry
         return results
     except Exception as err:  # a failed experiment is reported, not raised
         message, trace = f"{type(err).__name__}: {err}", traceback.format_exc()

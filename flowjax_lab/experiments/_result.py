@@ -83,6 +83,9 @@ def combine_seeds(results: list[Result], seeds: list[int]) -> Result:
     and reference but its worst error, so it passes only when it passes for every seed; arrays of
     equal shapes are stacked on a leading seed axis; figures are those of the first seed.
     """
+    if not results or len(results) != len(seeds):
+        raise ValueError(f"`results` and `seeds` must be non-empty and of equal length, got "
+                         f"{len(results)} and {len(seeds)}.")
     first = results[0]
     out = Result(first.name, first.config, figures=first.figures, seeds=list(seeds),
                  seconds=sum(r.seconds for r in results))

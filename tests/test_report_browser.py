@@ -1,0 +1,33 @@
+"""A real look: headless Chromium renders report.html and every embedded figure loads."""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from test_report import toys  # noqa: F401  (the fixture)
+
+from flowjax_lab import report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--virtual-time-budget=10000"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install "
+                    "chromium; .ci/run does it)")
+def test_report_renders_with_every_figure_loaded(toys, tmp_path):  # noqa: F811
+    report.reproduce(tmp_path / "out", names=["heat-a", "heat-z", "heat-broken"])
+    url = (tmp_path / "out" / "report.html").as_uri()
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile1'}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    marker = re.search(r'data-figures="(\d+)/(\d+)"', dom)
+    assert marker, "the page's load script did not run"
+    assert marker.group(1) == marker.group(2) == "2"
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}",
+                    "--window-size=1200,1800", f"--screenshot={shot}", url],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
