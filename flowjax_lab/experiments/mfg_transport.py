@@ -4,10 +4,11 @@ The Lagrangian solver of Ruthotto et al. trains a value network Phi(x, t); parti
 ``-grad Phi / a_1`` and carry their log-density, transport cost and HJB residual as extra state
 channels. Run in d = 2 and d = 10 (the mixture lives in the first two coordinates). Optimal
 transport paths are straight lines at constant speed, so ``metrics.straightness`` should be close
-to one; the HJB residual should fall during training; the transport cost is compared with half
-the squared W2 distance between samples of rho_0 and rho_1 (the cost of exact OT, which the
-penalised problem approaches from below as the terminal KL term shrinks; the 25 % band is a loose
-judgement for short runs, not a theorem).
+to one; the HJB residual should fall during training. Optimality: any flow has
+transport cost L >= W2^2(rho_0, rho(., 1)) / 2, with equality for the optimal one, so L is compared
+with W2^2 / 2 (exact assignment) between the samples and their own end points. Half the squared
+W2 distance to samples of rho_1 is reported as well: the penalised problem approaches it from
+below as the terminal KL term shrinks.
 """
 
 import dataclasses
@@ -82,9 +83,14 @@ def run(config: Config, key) -> Result:
             jax.random.fold_in(key, 100 + dim), (config.n_eval, 2), x_eval.dtype)
         half_w2_sq = 0.5 * float(transport.w2(x_eval[:, :2], y_target)) ** 2
         straight = float(metrics.straightness(xs, fine.ts))
+        # Any flow costs L >= 1/2 E|z - x0|^2 >= W2^2(rho_0, rho(., 1)) / 2 (the identity pairing
+        # is one coupling); equality holds exactly for optimal transport to its own end law.
+        cost_fine = float(jnp.mean(fine.x1[:, dim + 1]))
+        half_w2_own = 0.5 * float(transport.w2(x_eval, xs[-1])) ** 2
         result.metrics.update({
             f"d{dim}_transport_cost_L": final["L"],
-            f"d{dim}_half_w2_squared_samples": half_w2_sq,
+            f"d{dim}_half_w2_squared_to_rho1_samples": half_w2_sq,
+            f"d{dim}_half_w2_squared_to_own_end_law": half_w2_own,
             f"d{dim}_terminal_kl_G": final["G"],
             f"d{dim}_hjb_residual_initial": initial["HJB"],
             f"d{dim}_hjb_residual_final": final["HJB"],
@@ -97,8 +103,8 @@ def run(config: Config, key) -> Result:
             check(f"d={dim}: straight paths", straight, 1.0, 0.05),
             check(f"d={dim}: HJB residual decreased",
                   max(0.0, final["HJB"] - initial["HJB"]), 0.0, 0.0, relative=False),
-            check(f"d={dim}: transport cost vs W2^2/2 of the samples", final["L"], half_w2_sq,
-                  0.25),
+            check(f"d={dim}: transport cost = W2^2/2 to its own end law (optimality)",
+                  cost_fine, half_w2_own, 0.05),
         ]
         result.arrays[f"d{dim}_paths"] = np.asarray(xs[:, :200, :2])
         result.arrays[f"d{dim}_log_density_along_paths"] = np.asarray(
