@@ -193,13 +193,21 @@ window.addEventListener('load', function () {
 """
 
 
-def _html_table(header: list[str], rows: list[tuple[list[str], str]], numeric: set[int]) -> str:
+def _html_cell(i: int, cell: str, numeric: set[int], badge: int | None) -> str:
+    esc = html.escape
+    if i == badge:
+        kind = {"pass": "pass", "FAIL": "fail", "not run": "not-run"}.get(cell, "error")
+        return f"<td><span class='badge {kind}'>{esc(cell)}</span></td>"
+    return f"<td class='num'>{esc(cell)}</td>" if i in numeric else f"<td>{esc(cell)}</td>"
+
+
+def _html_table(header: list[str], rows: list[tuple[list[str], str]], numeric: set[int],
+                badge: int | None = None) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join(
-        f"<tr class='{cls}'>" + "".join(
-            f"<td class='num'>{esc(c)}</td>" if i in numeric else f"<td>{esc(c)}</td>"
-            for i, c in enumerate(cells)) + "</tr>"
+        f"<tr class='{cls}'>" + "".join(_html_cell(i, c, numeric, badge)
+                                        for i, c in enumerate(cells)) + "</tr>"
         for cells, cls in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -230,7 +238,7 @@ def _html_experiment(r: Result) -> str:
             ["theory check", "value", "reference", "error", "tol.", ""],
             [([c.name, _fmt(c.value), _fmt(c.reference), _fmt(c.error), _fmt(c.tolerance),
                "pass" if c.passed else "FAIL"], "" if c.passed else "failed") for c in r.checks],
-            {1, 2, 3, 4}))
+            {1, 2, 3, 4}, badge=5))
     if tables:
         parts.append("<div class='tables'>" + "".join(f"<div>{t}</div>" for t in tables)
                      + "</div>")
@@ -290,7 +298,7 @@ def write_html(summary: _Summary, out: Path) -> None:
                 "when its error is at most its tolerance; errors are relative to the reference "
                 "unless the reference is 0.</p>" + _html_table(
                     ["experiment", "check", "value", "reference", "error", "tol.", "result"],
-                    rows, {2, 3, 4, 5}) + "</section>")
+                    rows, {2, 3, 4, 5}, badge=6) + "</section>")
     body.append("<footer>Rerun one experiment at full size with <code>flowjax-lab run NAME</code>;"
                 " change its configuration with <code>--set key=value</code>.</footer></main>")
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
