@@ -11,6 +11,7 @@ from . import (
     flows as flows,
     learn as learn,
     metrics as metrics,
+    parallel as parallel,
     theory as theory,
     transport as transport,
 )
