@@ -14,10 +14,10 @@ from ._flow_matching import (
     flow_matching_map as flow_matching_map,
 )
 from ._heat import heat_covariance as heat_covariance
-from ._linear_network import linear_network_covariance as linear_network_covariance
 from ._attention import (
     AttentionCovariance as AttentionCovariance,
     attention_covariance as attention_covariance,
     attention_covariance_identity as attention_covariance_identity,
     attention_velocity_matrix as attention_velocity_matrix,
 )
+from ._linear_network import linear_network_covariance as linear_network_covariance

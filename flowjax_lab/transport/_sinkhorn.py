@@ -31,6 +31,17 @@ def uniform(n: int, dtype) -> Array:
     return jnp.full((n,), 1 / n, dtype)
 
 
+def default_epsilon(x, y) -> Scalar:
+    """ott-jax's default regularisation, 1/20 of the mean of |x_i - y_j|^2, in the dtype of `x`.
+
+    Computed in closed form (no (n, m) matrix); ott-jax's own default is float64 under x64
+    even for float32 clouds, which breaks its solver.
+    """
+    mean_cost = (jnp.mean(jnp.sum(x**2, axis=1)) + jnp.mean(jnp.sum(y**2, axis=1))
+                 - 2 * jnp.mean(x, axis=0) @ jnp.mean(y, axis=0))
+    return (0.05 * mean_cost).astype(x.dtype)
+
+
 class SinkhornResult(eqx.Module):
     """Solution of entropic OT between `x` `(n, d)` and `y` `(m, d)` for the cost |x - y|^2.
 
@@ -71,8 +82,8 @@ def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iteratio
 
     **Arguments:**
     - `a`, `b`: weights `(n,)`, `(m,)` (uniform if `None`).
-    - `epsilon`: entropic regularisation (> 0); `None` uses ott-jax's default, 1/20 of the mean
-      cost.
+    - `epsilon`: entropic regularisation (> 0); `None` uses 1/20 of the mean cost (ott-jax's
+      default).
     - `threshold`: stopping tolerance on the marginal error; `max_iterations`: iteration budget.
     - `lse_mode`: log-sum-exp updates (stable for small epsilon) or kernel mode.
     - `throw`: raise if not converged, instead of only reporting `converged=False`.
@@ -83,6 +94,7 @@ def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iteratio
     max_iterations = _checks.positive_int(max_iterations, "max_iterations")
     a = uniform(x.shape[0], x.dtype) if a is None else a
     b = uniform(y.shape[0], x.dtype) if b is None else b
+    epsilon = default_epsilon(x, y) if epsilon is None else jnp.asarray(epsilon, x.dtype)
     result = _solve(x, y, a, b, epsilon, threshold, max_iterations, lse_mode)
     if throw:
         f = eqx.error_if(result.f, ~result.converged, "sinkhorn did not converge.")
