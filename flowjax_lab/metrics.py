@@ -1,8 +1,12 @@
-"""Measures of clouds and trajectories: moments, W2 to a target, path energy, straightness."""
+"""Measures of clouds and trajectories: moments, W2 to held-out samples, path and kinetic energy,
+straightness, field evaluations to reach a W2 target."""
 
+import equinox as eqx
 import jax.numpy as jnp
 
-from . import _checks
+from . import _checks, transport
+from ._simulate import simulate
+from ._trajectory import Trajectory
 from ._types import Array, Matrix, Particles, Scalar
 
 
@@ -43,12 +47,6 @@ def mean_displacement(x0: Particles, x1: Particles) -> Array:
 
 
 # Generative-flow metrics as the flow-matching papers report them (Tong et al., TMLR 2024).
-
-import equinox as eqx  # noqa: E402
-
-from . import transport  # noqa: E402
-from ._simulate import simulate  # noqa: E402
-from ._trajectory import Trajectory  # noqa: E402
 
 
 def sample_w2(generated, held_out) -> Scalar:

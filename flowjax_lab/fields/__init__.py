@@ -1,21 +1,21 @@
 """Vector fields ``f(t, x, args) -> dx`` on particle clouds `(n, d)`, one family per file."""
 
-from ._exact_flow_matching import ExactFlowMatching as ExactFlowMatching
-from ._gaussian_flow_matching import GaussianFlowMatching as GaussianFlowMatching
-from ._pointwise import Pointwise as Pointwise, pointwise as pointwise
-from ._interaction import Interaction as Interaction, interaction_energy as interaction_energy
 from ._attention import (
     Attention as Attention,
     PiecewiseConstant as PiecewiseConstant,
     attend as attend,
+)
+from ._exact_flow_matching import ExactFlowMatching as ExactFlowMatching
+from ._gaussian_flow_matching import GaussianFlowMatching as GaussianFlowMatching
+from ._interaction import Interaction as Interaction, interaction_energy as interaction_energy
+from ._meanfield import (
+    LinearNetworkField as LinearNetworkField,
+    TwoLayerMeanField as TwoLayerMeanField,
 )
 from ._neural import (
     MLPField as MLPField,
     Potential as Potential,
     autodiff_laplacian as autodiff_laplacian,
 )
-from ._meanfield import (
-    LinearNetworkField as LinearNetworkField,
-    TwoLayerMeanField as TwoLayerMeanField,
-)
+from ._pointwise import Pointwise as Pointwise, pointwise as pointwise
 from ._transformer import residual_transformer as residual_transformer

@@ -1,5 +1,11 @@
 """Losses and training loops: flow matching, CNFs, OT-Flow, MFGs, neural ODEs, mean-field nets."""
 
+from ._cnf import CNF as CNF, LikelihoodLoss as LikelihoodLoss
+from ._depth_control import (
+    DepthControl as DepthControl,
+    depth_control_loss as depth_control_loss,
+    in_context_map as in_context_map,
+)
 from ._diffusion_link import ConvertedField as ConvertedField, convert as convert
 from ._flow_matching import (
     FlowMatchingLoss as FlowMatchingLoss,
@@ -9,27 +15,21 @@ from ._flow_matching import (
     generate as generate,
     log_likelihood as log_likelihood,
 )
-from ._train import FitResult as FitResult, fit as fit
+from ._mfg import (
+    MeanFieldGame as MeanFieldGame,
+    crowd_game as crowd_game,
+    transport_game as transport_game,
+)
 from ._neural_ode import (
     ClassificationLoss as ClassificationLoss,
     NeuralODEClassifier as NeuralODEClassifier,
     accuracy as accuracy,
     classification_loss as classification_loss,
 )
-from ._cnf import CNF as CNF, LikelihoodLoss as LikelihoodLoss
 from ._otflow import OTFlow as OTFlow, OTFlowLoss as OTFlowLoss
-from ._mfg import (
-    MeanFieldGame as MeanFieldGame,
-    crowd_game as crowd_game,
-    transport_game as transport_game,
-)
+from ._train import FitResult as FitResult, fit as fit
 from ._trajectory_inference import (
     GradientPotential as GradientPotential,
     SnapshotLoss as SnapshotLoss,
     velocity_error as velocity_error,
-)
-from ._depth_control import (
-    DepthControl as DepthControl,
-    depth_control_loss as depth_control_loss,
-    in_context_map as in_context_map,
 )

@@ -4,6 +4,12 @@ This package never imports ``simulate`` or ``fields``: a reference must not shar
 checks.
 """
 
+from ._attention import (
+    AttentionCovariance as AttentionCovariance,
+    attention_covariance as attention_covariance,
+    attention_covariance_identity as attention_covariance_identity,
+    attention_velocity_matrix as attention_velocity_matrix,
+)
 from ._bures import (
     bures_geodesic as bures_geodesic,
     bures_monge_map as bures_monge_map,
@@ -14,10 +20,4 @@ from ._flow_matching import (
     flow_matching_map as flow_matching_map,
 )
 from ._heat import heat_covariance as heat_covariance
-from ._attention import (
-    AttentionCovariance as AttentionCovariance,
-    attention_covariance as attention_covariance,
-    attention_covariance_identity as attention_covariance_identity,
-    attention_velocity_matrix as attention_velocity_matrix,
-)
 from ._linear_network import linear_network_covariance as linear_network_covariance
