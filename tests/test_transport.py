@@ -168,3 +168,151 @@ def test_float32_in_float32_out(getkey):
     assert fl.transport.w2(x, y).dtype == jnp.float32
     assert fl.transport.sinkhorn(x, y).cost.dtype == jnp.float32
     assert fl.transport.sinkhorn_divergence(x, y).dtype == jnp.float32
+
+
+# Momentum (over-relaxation): same fixed point as plain Sinkhorn, reached in fewer iterations.
+
+def _problem(getkey, n=60, m=80, dtype=jnp.float64):
+    x = jax.random.normal(getkey(), (n, 2), dtype)
+    y = jax.random.normal(getkey(), (m, 2), dtype) + 1.0
+    return x, y
+
+
+def _marginal_l1(result):
+    plan = result.plan()
+    return float(jnp.abs(plan.sum(1) - result.a).sum() + jnp.abs(plan.sum(0) - result.b).sum())
+
+
+@pytest.mark.parametrize("lse_mode", [True, False])
+@pytest.mark.parametrize("momentum", [1.0, 1.3, 1.5, 1.8])
+def test_momentum_reaches_the_same_solution_in_fewer_iterations(getkey, momentum, lse_mode):
+    x, y = _problem(getkey)
+    eps, threshold = 0.1, 1e-9
+    solve = lambda **kw: fl.transport.sinkhorn(x, y, epsilon=eps, threshold=threshold,
+                                               max_iterations=20000, lse_mode=lse_mode, **kw)
+    plain, fast = solve(), solve(momentum=momentum)
+    assert bool(plain.converged) and bool(fast.converged)
+    assert int(fast.iterations) <= int(plain.iterations)
+    if momentum >= 1.3:
+        assert int(fast.iterations) < int(plain.iterations)
+    # Both plans meet the marginals to the threshold (ott-jax's L1 criterion) ...
+    assert _marginal_l1(plain) <= 2 * threshold and _marginal_l1(fast) <= 2 * threshold
+    # ... so costs agree, and potentials agree up to a constant (f + c, g - c) at the scale
+    # eps * n * threshold that a marginal error of `threshold` allows.
+    np.testing.assert_allclose(fast.cost, plain.cost, rtol=1e-9)
+    tol = 10 * eps * x.shape[0] * threshold
+    df, dg = fast.f - plain.f, fast.g - plain.g
+    assert float(jnp.ptp(df)) < tol and float(jnp.ptp(dg)) < tol
+    assert abs(float(jnp.mean(df) + jnp.mean(dg))) < tol
+    np.testing.assert_allclose(fast.plan(), plain.plan(), atol=tol)
+
+
+def test_momentum_keeps_float32_under_x64_and_cuts_iterations(getkey):
+    x, y = _problem(getkey, 300, 300, jnp.float32)
+    plain = fl.transport.sinkhorn(x, y, threshold=1e-4)
+    fast = fl.transport.sinkhorn(x, y, threshold=1e-4, momentum=1.5)
+    assert fast.cost.dtype == fast.f.dtype == jnp.float32
+    assert bool(plain.converged) and bool(fast.converged)
+    assert int(fast.iterations) < int(plain.iterations)
+    np.testing.assert_allclose(fast.cost, plain.cost, rtol=1e-4)
+    assert fl.transport.sinkhorn_divergence(x, y, momentum=1.5).dtype == jnp.float32
+
+
+def test_converged_means_a_finite_solution_even_with_too_much_momentum(getkey):
+    # Near w = 2 over-relaxation can diverge; ott-jax then stops on an inf error and reads its
+    # unfilled error log as convergence. The wrapper must say converged=False instead.
+    seen_divergence = False
+    for _ in range(3):
+        x, y = _problem(getkey)
+        for momentum in (1.9, 1.95, 1.99):
+            r = fl.transport.sinkhorn(x, y, epsilon=0.1, threshold=1e-9, max_iterations=5000,
+                                      momentum=momentum)
+            if bool(r.converged):
+                assert np.isfinite(float(r.cost)) and _marginal_l1(r) <= 2e-9
+            else:
+                seen_divergence = True
+    assert seen_divergence  # the case the check is for did occur
+
+
+def test_sinkhorn_divergence_with_momentum_gradient_matches_finite_differences(getkey):
+    x, y = jax.random.normal(getkey(), (10, 2)), jax.random.normal(getkey(), (12, 2))
+    fn = lambda z: fl.transport.sinkhorn_divergence(z, y, epsilon=0.5, threshold=1e-10,
+                                                    max_iterations=5000, momentum=1.5)
+    _fd_check(fn, x, jax.random.normal(getkey(), x.shape), rtol=1e-3)
+    plain = lambda z: fl.transport.sinkhorn_divergence(z, y, epsilon=0.5, threshold=1e-10,
+                                                       max_iterations=5000)
+    with ott_promotion():
+        np.testing.assert_allclose(jax.grad(fn)(x), jax.grad(plain)(x), atol=1e-8)
+
+
+def test_w2_sinkhorn_path_with_momentum_matches(getkey):
+    # (w2's sinkhorn path is the square root of sinkhorn_divergence, whose gradient with
+    # momentum is checked against finite differences above.)
+    x, y = jax.random.normal(getkey(), (15, 2)), jax.random.normal(getkey(), (20, 2)) + 1.0
+    w2 = lambda z, **kw: fl.transport.w2(z, y, method="sinkhorn", epsilon=0.2, **kw)
+    np.testing.assert_allclose(w2(x, momentum=1.5), w2(x), rtol=1e-3)  # default threshold
+    # The exact path ignores momentum.
+    z = jax.random.normal(getkey(), (20, 2))
+    assert float(fl.transport.w2(z, y, momentum=1.5)) == float(fl.transport.w2(z, y))
+
+
+def test_entropic_coupling_with_momentum_draws_the_same_partners(getkey):
+    x0, x1 = jax.random.normal(getkey(), (32, 2)), jax.random.normal(getkey(), (32, 2))
+    key = getkey()
+    kw = dict(epsilon=0.05, key=key, threshold=1e-8, max_iterations=10000)
+    _, plain = fl.transport.minibatch_coupling(x0, x1, **kw)
+    _, fast = jax.jit(lambda a, b: fl.transport.minibatch_coupling(a, b, momentum=1.5, **kw))(
+        x0, x1)
+    np.testing.assert_array_equal(fast, plain)
+
+
+X5 = jnp.ones((5, 2)) * jnp.arange(5.0)[:, None]
+Y5 = X5 + 1.0
+KEY = jax.random.key(0)
+
+BAD_MOMENTUM = [
+    (0.5, ValueError, r"`momentum` must be in \[1, 2\)"),
+    (2.0, ValueError, r"`momentum` must be in \[1, 2\)"),
+    (-1.0, ValueError, r"`momentum` must be in \[1, 2\)"),
+    (float("nan"), ValueError, r"`momentum` must be in \[1, 2\)"),
+    (float("inf"), ValueError, r"`momentum` must be in \[1, 2\)"),
+    (jnp.array([1.2, 1.5]), ValueError, "`momentum` must be a scalar"),
+    (True, TypeError, "`momentum` must be a number"),
+    ("fast", TypeError, "`momentum` must be a number"),
+]
+
+
+@pytest.mark.parametrize(("momentum", "error", "match"), BAD_MOMENTUM)
+@pytest.mark.parametrize("entry", ["sinkhorn", "sinkhorn_divergence", "w2", "coupling"])
+def test_bad_momentum_is_refused_by_every_entry_point(entry, momentum, error, match):
+    calls = {
+        "sinkhorn": lambda: fl.transport.sinkhorn(X5, Y5, momentum=momentum),
+        "sinkhorn_divergence": lambda: fl.transport.sinkhorn_divergence(X5, Y5,
+                                                                        momentum=momentum),
+        "w2": lambda: fl.transport.w2(X5, Y5, momentum=momentum),  # exact path: still checked
+        "coupling": lambda: fl.transport.minibatch_coupling(X5, Y5, momentum=momentum),
+    }
+    with pytest.raises(error, match=match):
+        calls[entry]()
+
+
+BAD_SOLVER_ARGS = [
+    (lambda: jax.jit(lambda m: fl.transport.sinkhorn(X5, Y5, momentum=m))(1.5), TypeError,
+     "`momentum` must be a concrete number"),
+    (lambda: fl.transport.minibatch_coupling(X5, Y5, epsilon=0.1, key=KEY, threshold=0.0),
+     ValueError, "`threshold` must be > 0"),
+    (lambda: fl.transport.minibatch_coupling(X5, Y5, threshold=-1.0), ValueError,
+     "`threshold` must be > 0"),
+    (lambda: fl.transport.minibatch_coupling(X5, Y5, epsilon=0.1, key=KEY, max_iterations=0),
+     ValueError, "`max_iterations` must be an integer >= 1"),
+    (lambda: fl.transport.minibatch_coupling(X5, Y5, max_iterations=2.5), TypeError,
+     "`max_iterations` must be an integer"),
+    (lambda: fl.transport.sinkhorn_divergence(X5, Y5, max_iterations=0), ValueError,
+     "`max_iterations` must be an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), BAD_SOLVER_ARGS)
+def test_bad_solver_arguments_name_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

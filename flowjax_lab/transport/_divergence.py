@@ -8,22 +8,25 @@ import jax.numpy as jnp
 
 from .. import _checks
 from .._types import Scalar
-from ._sinkhorn import default_epsilon, prepare, sinkhorn, uniform
+from ._sinkhorn import check_momentum, default_epsilon, prepare, sinkhorn, uniform
 
 
 def sinkhorn_divergence(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3,
-                        max_iterations=2000) -> Scalar:
+                        max_iterations=2000, momentum=None) -> Scalar:
     """``S(x, y) = OT_eps(x, y) - (OT_eps(x, x) + OT_eps(y, y)) / 2`` for the cost |x - y|^2.
 
     Non-negative, zero when the clouds are equal, and differentiable in `x`, `y` (and the
     weights). `x` `(n, d)`, `y` `(m, d)`; `a` `(n,)`, `b` `(m,)`; `epsilon` > 0 or `None`
-    (1/20 of the mean cost of the cross problem, ott-jax's default), shared by the three solves.
+    (1/20 of the mean cost of the cross problem, ott-jax's default), shared by the three solves;
+    `threshold`, `max_iterations` and `momentum` (over-relaxation in [1, 2), `None` = off) as in
+    `sinkhorn`, for each of them.
     """
     x, y, a, b = prepare(x, y, a, b)
     _checks.positive(epsilon, "epsilon")
+    momentum = check_momentum(momentum)
     a = uniform(x.shape[0], x.dtype) if a is None else a
     b = uniform(y.shape[0], x.dtype) if b is None else b
     epsilon = default_epsilon(x, y) if epsilon is None else jnp.asarray(epsilon, x.dtype)
     solve = lambda p, q, wp, wq: sinkhorn(p, q, a=wp, b=wq, epsilon=epsilon, threshold=threshold,
-                                          max_iterations=max_iterations).cost
+                                          max_iterations=max_iterations, momentum=momentum).cost
     return solve(x, y, a, b) - (solve(x, x, a, a) + solve(y, y, b, b)) / 2

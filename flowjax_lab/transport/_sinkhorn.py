@@ -4,13 +4,19 @@ Decisions recorded here (ott-jax 0.6.0 with jax 0.10):
 - ``SinkhornOutput.primal_cost`` is avoided: it costs several times the whole solve on CPU. The
   transport cost ``<P, C>`` is computed by ``SinkhornResult.transport_cost`` from the potentials.
 - Online point clouds (``PointCloud(batch_size=...)``) are not used here; see the benchmark note.
+- Momentum (over-relaxation) is ott-jax's constant ``acceleration.Momentum(start=0, value=w)``.
+  `w` is a static Python number (it configures the solver, so each value compiles once), handed
+  to ott-jax as a NumPy scalar in the data dtype: a value built with ``jnp`` inside the jitted
+  solve is staged as a tracer, which ott-jax keeps in the solver's static pytree data and which
+  then breaks its implicit-differentiation backward pass.
 """
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from ott.geometry import pointcloud
 from ott.problems.linear import linear_problem
-from ott.solvers.linear import sinkhorn as ott_sinkhorn
+from ott.solvers.linear import acceleration, sinkhorn as ott_sinkhorn
 
 from .. import _checks
 from .._types import Array, Particles, Scalar
@@ -40,6 +46,36 @@ def default_epsilon(x, y) -> Scalar:
     mean_cost = (jnp.mean(jnp.sum(x**2, axis=1)) + jnp.mean(jnp.sum(y**2, axis=1))
                  - 2 * jnp.mean(x, axis=0) @ jnp.mean(y, axis=0))
     return (0.05 * mean_cost).astype(x.dtype)
+
+
+def check_momentum(momentum, name: str = "momentum") -> float | None:
+    """`None` (off) or a concrete number in [1, 2), returned as a Python float.
+
+    Over-relaxation ``u <- (1 - w) u + w T(u)`` converges for 0 < w < 2 and only speeds Sinkhorn
+    up for w >= 1; w = 1 is plain Sinkhorn.
+    """
+    if momentum is None:
+        return None
+    if _checks.is_traced(momentum):
+        raise TypeError(
+            f"`{name}` must be a concrete number (it configures the solver), got a traced "
+            "array; pass it as a Python float, outside `jit`/`grad`."
+        )
+    if isinstance(momentum, bool | np.bool_) or isinstance(momentum, str):
+        raise TypeError(f"`{name}` must be a number in [1, 2) or None, got {momentum!r}.")
+    try:
+        value = np.asarray(momentum, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a number in [1, 2) or None, got {momentum!r}.") from err
+    if value.ndim != 0:
+        raise ValueError(f"`{name}` must be a scalar in [1, 2), got shape {value.shape}.")
+    value = float(value)
+    if not (np.isfinite(value) and 1.0 <= value < 2.0):
+        raise ValueError(
+            f"`{name}` must be in [1, 2) (over-relaxation weight; None turns it off), got "
+            f"{momentum!r}."
+        )
+    return value
 
 
 class SinkhornResult(eqx.Module):
@@ -77,7 +113,7 @@ class SinkhornResult(eqx.Module):
 
 
 def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iterations=2000,
-             lse_mode=True, throw=False) -> SinkhornResult:
+             momentum=None, lse_mode=True, throw=False) -> SinkhornResult:
     """Entropic OT between clouds `x` `(n, d)` and `y` `(m, d)`, log-domain Sinkhorn (ott-jax).
 
     **Arguments:**
@@ -85,6 +121,12 @@ def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iteratio
     - `epsilon`: entropic regularisation (> 0); `None` uses 1/20 of the mean cost (ott-jax's
       default).
     - `threshold`: stopping tolerance on the marginal error; `max_iterations`: iteration budget.
+    - `momentum`: over-relaxation weight `w` in [1, 2) applied from the first iteration
+      (ott-jax's constant ``Momentum``): each update is ``(1 - w) old + w new``. Same fixed point,
+      so the same solution to the threshold, usually in fewer iterations (about 2x fewer at
+      w = 1.5 on the benchmark problem); `None` (default) or 1 is plain Sinkhorn. Near 2 the
+      iteration can oscillate or diverge (seen from about 1.85 at small epsilon), which is
+      reported as `converged=False`. A Python number (static: each value compiles once).
     - `lse_mode`: log-sum-exp updates (stable for small epsilon) or kernel mode.
     - `throw`: raise if not converged, instead of only reporting `converged=False`.
     """
@@ -92,10 +134,11 @@ def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iteratio
     _checks.positive(epsilon, "epsilon")
     _checks.positive(threshold, "threshold")
     max_iterations = _checks.positive_int(max_iterations, "max_iterations")
+    momentum = check_momentum(momentum)
     a = uniform(x.shape[0], x.dtype) if a is None else a
     b = uniform(y.shape[0], x.dtype) if b is None else b
     epsilon = default_epsilon(x, y) if epsilon is None else jnp.asarray(epsilon, x.dtype)
-    result = _solve(x, y, a, b, epsilon, threshold, max_iterations, lse_mode)
+    result = _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, lse_mode)
     if throw:
         f = eqx.error_if(result.f, ~result.converged, "sinkhorn did not converge.")
         result = eqx.tree_at(lambda r: r.f, result, f)
@@ -103,17 +146,25 @@ def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iteratio
 
 
 @eqx.filter_jit
-def _solve(x, y, a, b, epsilon, threshold, max_iterations, lse_mode):
+def _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, lse_mode):
     with ott_promotion():
         geom = pointcloud.PointCloud(x, y, epsilon=epsilon)
         problem = linear_problem.LinearProblem(geom, a=a, b=b)
+        extra = {}
+        if momentum is not None:
+            # start=0: constant weight from the first iteration (no adaptive schedule).
+            value = np.asarray(momentum, dtype=x.dtype)
+            extra["momentum"] = acceleration.Momentum(start=0, value=value)
         solver = ott_sinkhorn.Sinkhorn(
-            lse_mode=lse_mode, threshold=threshold, max_iterations=max_iterations
+            lse_mode=lse_mode, threshold=threshold, max_iterations=max_iterations, **extra
         )
         out = solver(problem)
         eps = jnp.asarray(geom.epsilon, x.dtype)
         iterations = jnp.asarray(out.n_iters)
-    return SinkhornResult(
-        out.reg_ot_cost, out.f, out.g, out.converged, iterations, eps, x, y, a, b
-    )
+        # ott-jax stops as soon as the marginal error is inf and then reads the last, unfilled
+        # slot of its error log (-1 < threshold) as convergence; a diverged run (too much
+        # momentum, underflow in kernel mode) must report converged=False.
+        converged = out.converged & jnp.all(jnp.isfinite(out.errors)) & jnp.isfinite(
+            out.reg_ot_cost)
+    return SinkhornResult(out.reg_ot_cost, out.f, out.g, converged, iterations, eps, x, y, a, b)
 

@@ -6,7 +6,7 @@ from .. import _checks
 from .._types import Scalar
 from ._assignment import optimal_permutation
 from ._divergence import sinkhorn_divergence
-from ._sinkhorn import prepare
+from ._sinkhorn import check_momentum, prepare
 
 METHODS = ("auto", "exact", "sinkhorn")
 
@@ -15,7 +15,8 @@ def _exact_possible(x, y, a, b) -> bool:
     return x.shape[0] == y.shape[0] and a is None and b is None
 
 
-def w2(x, y, *, a=None, b=None, method="auto", epsilon=None, return_method=False):
+def w2(x, y, *, a=None, b=None, method="auto", epsilon=None, momentum=None,
+       return_method=False):
     """W2 (not squared) between clouds `x` `(n, d)` and `y` `(m, d)`.
 
     **Arguments:**
@@ -23,12 +24,15 @@ def w2(x, y, *, a=None, b=None, method="auto", epsilon=None, return_method=False
       "sinkhorn" (square root of the debiased Sinkhorn divergence, any sizes and weights), or
       "auto": exact when possible, else sinkhorn.
     - `epsilon`: regularisation for the sinkhorn method.
+    - `momentum`: over-relaxation in [1, 2) for the sinkhorn method's solves (`None` = off; see
+      `sinkhorn`). Checked always, used by the sinkhorn method only.
     - `return_method`: also return the name of the method used.
 
     Differentiable in `x` and `y` (with the exact method, the assignment is held fixed).
     """
     x, y, a, b = prepare(x, y, a, b)
     method = _checks.choice(method, METHODS, "method")
+    momentum = check_momentum(momentum)
     if method == "auto":
         method = "exact" if _exact_possible(x, y, a, b) else "sinkhorn"
     if method == "exact":
@@ -39,7 +43,8 @@ def w2(x, y, *, a=None, b=None, method="auto", epsilon=None, return_method=False
             )
         value = _exact_w2(x, y)
     else:
-        value = jnp.sqrt(jnp.maximum(sinkhorn_divergence(x, y, a=a, b=b, epsilon=epsilon), 0))
+        value = jnp.sqrt(jnp.maximum(sinkhorn_divergence(x, y, a=a, b=b, epsilon=epsilon,
+                                                              momentum=momentum), 0))
     return (value, method) if return_method else value
 
 
