@@ -21,3 +21,4 @@ from ._flow_matching import (
 )
 from ._heat import heat_covariance as heat_covariance
 from ._linear_network import linear_network_covariance as linear_network_covariance
+from ._mmd import gaussian_mmd_squared as gaussian_mmd_squared
