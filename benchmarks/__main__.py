@@ -1,6 +1,7 @@
 """Run every benchmark module, print a table and write JSON.
 
     python -m benchmarks [--quick] [--out bench.json] [--only transport simulate] [--repeats 5]
+                         [--max-n 16384]
 
 Peers (POT, torch, torchdiffeq, torchcfm) are measured where installed (`pip install .[peers]`),
 otherwise their rows say "skipped". The machine's dense matmul rate and its load average are
@@ -9,6 +10,7 @@ recorded in the same run: compare ratios within a run, not seconds across runs.
 
 import argparse
 import importlib
+import inspect
 import json
 import os
 import pkgutil
@@ -32,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", metavar="MODULE",
                    help=f"run only these modules (of {', '.join(modules())})")
     p.add_argument("--repeats", type=int, help="timed repeats per row (default: per module)")
+    p.add_argument("--max-n", type=int, metavar="N",
+                   help="drop the sizes above N in modules with a size sweep (those whose "
+                        "rows() takes max_n: attention, transport); the smallest always runs")
     return p
 
 
@@ -58,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or names:
         try:
             module = importlib.import_module(f"{__package__}.{name}")
-            module_rows = module.rows(args.quick, repeats=args.repeats)
+            kwargs = {"repeats": args.repeats}
+            if args.max_n is not None and "max_n" in inspect.signature(module.rows).parameters:
+                kwargs["max_n"] = args.max_n
+            module_rows = module.rows(args.quick, **kwargs)
         except Exception:  # noqa: BLE001 - one broken module must not hide the others
             failures[name] = traceback.format_exc()
             print(f"benchmarks: module {name} failed:\n{failures[name]}", file=sys.stderr)

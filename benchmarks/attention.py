@@ -3,11 +3,12 @@
 Problem: one softmax self-attention velocity ``v_i = sum_j softmax_j(<Q x_i, K x_j>) V x_j`` on a
 cloud `(n, 64)` from N(0, I), Q, K, V random `(64, 64)` / 8, float32. Rows: flowjax_lab
 `Attention(chunk_size=1024)` (the baseline), flowjax_lab `Attention` dense (scores `(n, n)`, only
-up to n = 16384), `jax.nn.dot_product_attention` (XLA), and a straightforward PyTorch CPU
-implementation where torch is installed. FLOPs count the two score/value products
-(``4 n^2 d``) and the three projections (``6 n d^2``); `memory_bytes` is XLA's planned footprint
-(arguments + outputs + temporaries) of the compiled call. Each row reports the largest
-difference of its output from the chunked one.
+up to n = 16384), `jax.nn.dot_product_attention` (XLA), and where torch is installed
+``torch.nn.functional.scaled_dot_product_attention`` (its fused CPU kernel, every n) and a
+straightforward PyTorch ``softmax(QK^T)V`` (scores `(n, n)`, up to n = 16384). FLOPs count the
+two score/value products (``4 n^2 d``) and the three projections (``6 n d^2``); `memory_bytes` is
+XLA's planned footprint (arguments + outputs + temporaries) of the compiled call. Each row
+reports the largest difference of its output from the chunked one.
 """
 
 import jax
@@ -25,61 +26,104 @@ def flops(n: int) -> float:
     return 4.0 * n * n * D + 6.0 * n * D * D
 
 
-def _torch_row(group, sizes, x, q, k, v, reference, repeats):
+TORCH_NAIVE = "torch CPU softmax(QK^T)V"
+TORCH_SDPA = "torch scaled_dot_product_attention"
+TORCH_SDPA_1 = "torch sdpa (1 thread)"
+
+
+def _torch_fns(n, x, q, k, v, default_threads):
+    """``({impl: callable}, None)`` for the torch peers at this size, or ``({}, reason)``."""
     try:
         import torch
+        import torch.nn.functional as F
     except ImportError:
-        return H.skipped(group=group, name="attention", impl="torch CPU softmax(QK^T)V",
-                         sizes=sizes, dtype="float32",
-                         why="torch not installed (pip install .[peers])")
+        return {}, "torch not installed (pip install .[peers])"
     tx, tq, tk, tv = (torch.tensor(np.asarray(a)) for a in (x, q, k, v))
 
-    def call():
+    def threads(fn, count):
+        # torch's default (one thread per core) can collapse when the cores are shared, so SDPA
+        # is also timed on one thread; each call sets its own count (cheap).
+        def call():
+            torch.set_num_threads(count)
+            return fn()
+        return call
+
+    def naive():
         with torch.no_grad():
             scores = (tx @ tq.T) @ (tx @ tk.T).T
             return torch.softmax(scores, dim=1) @ (tx @ tv.T)
 
-    timing, out = H.time_call(call, repeats=repeats, sync=lambda o: o)
-    n = x.shape[0]
-    return H.row(group=group, name="attention", impl="torch CPU softmax(QK^T)V", timing=timing,
-                 sizes=sizes, dtype="float32", flops=flops(n), throughput=(n, "tokens/s"),
-                 extra={"torch_threads": torch.get_num_threads(),
-                        "max_abs_diff_vs_chunked": float(np.max(np.abs(out.numpy()
-                                                                       - reference)))})
+    def sdpa():
+        # scale=1.0: the field's scores are <Q x_i, K x_j> without 1/sqrt(d).
+        with torch.no_grad():
+            qs, ks, vs = ((tx @ w.T)[None, None] for w in (tq, tk, tv))
+            return F.scaled_dot_product_attention(qs, ks, vs, scale=1.0)[0, 0]
+
+    fns = {TORCH_SDPA: threads(sdpa, default_threads), TORCH_SDPA_1: threads(sdpa, 1)}
+    if n <= DENSE_MAX:  # the naive version holds the (n, n) scores (16 GiB at n = 65536)
+        fns[TORCH_NAIVE] = threads(naive, default_threads)
+    return fns, None
 
 
-def rows(quick: bool, repeats: int | None = None) -> list[dict]:
+def _torch_default_threads():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
+
+
+def rows(quick: bool, repeats: int | None = None, max_n: int | None = None) -> list[dict]:
     sizes_n = (256, 1024) if quick else (1024, 4096, 16384, 65536)
+    sizes_n = tuple(n for n in sizes_n if max_n is None or n <= max_n) or sizes_n[:1]
     chunk = 128 if quick else CHUNK
     out = []
     kx, kq, kk, kv = jax.random.split(jax.random.key(0), 4)
     q, k, v = (jax.random.normal(kk_, (D, D), jnp.float32) / np.sqrt(D) for kk_ in (kq, kk, kv))
+    t = jnp.zeros((), jnp.float32)
+    torch_default = _torch_default_threads()
     for n in sizes_n:
         reps = repeats or (3 if n <= 16384 else 2)
         group = f"attention n={n} d={D}"
         sizes = {"n": n, "d": D, "chunk_size": chunk}
         x = jax.random.normal(kx, (n, D), jnp.float32)
-        chunked = jax.jit(Attention(q, k, v, chunk_size=chunk).__call__)
-        fns = {f"flowjax_lab Attention chunked c={chunk}": (chunked, True)}
+        baseline = f"flowjax_lab Attention chunked c={chunk}"
+        jitted = {baseline: jax.jit(Attention(q, k, v, chunk_size=chunk).__call__)}
         if n <= DENSE_MAX:
-            fns["flowjax_lab Attention dense"] = (jax.jit(Attention(q, k, v).__call__), False)
-            fns["jax.nn.dot_product_attention"] = (jax.jit(
+            jitted["flowjax_lab Attention dense"] = jax.jit(Attention(q, k, v).__call__)
+            jitted["jax.nn.dot_product_attention"] = jax.jit(
                 lambda t, y: jax.nn.dot_product_attention(
                     (y @ q.T)[None, :, None], (y @ k.T)[None, :, None], (y @ v.T)[None, :, None],
-                    scale=1.0)[0, :, 0]), False)
-        t = jnp.zeros((), jnp.float32)
-        reference = None
-        for impl, (fn, baseline) in fns.items():
-            timing, result = H.time_call(lambda fn=fn: fn(t, x), repeats=reps)
-            stats = H.compiled_stats(fn, t, x)
-            result = np.asarray(result)
-            reference = result if reference is None else reference
+                    scale=1.0)[0, :, 0])
+        fns = {impl: (lambda fn=fn: fn(t, x)) for impl, fn in jitted.items()}
+        peers, missing = _torch_fns(n, x, q, k, v, torch_default)
+        fns.update(peers)
+        # All implementations timed in turn (round robin), as everywhere in the suite.
+        timed = H.time_interleaved(fns, repeats=reps, syncs={i: (lambda o: o) for i in peers})
+        reference = np.asarray(timed[baseline][1])
+        for impl, (timing, result) in timed.items():
+            result = np.asarray(result.numpy() if impl in peers else result)
+            extra = {"max_abs_diff_vs_chunked": float(np.max(np.abs(result - reference))),
+                     "process_peak_rss_bytes": H.process_peak_rss_bytes()}
+            stats = {"memory_bytes": None, "flops": None}
+            if impl in jitted:
+                stats = H.compiled_stats(jitted[impl], t, x)
+                extra["xla_flops"] = stats["flops"]
+            else:
+                import torch
+
+                extra.update(torch_version=torch.__version__,
+                             torch_threads=1 if impl == TORCH_SDPA_1 else torch_default)
             out.append(H.row(
                 group=group, name="attention", impl=impl, timing=timing, sizes=sizes,
-                dtype="float32", baseline=baseline, flops=flops(n), throughput=(n, "tokens/s"),
-                memory_bytes=stats["memory_bytes"],
-                extra={"xla_flops": stats["flops"],
-                       "max_abs_diff_vs_chunked": float(np.max(np.abs(result - reference))),
-                       "process_peak_rss_bytes": H.process_peak_rss_bytes()}))
-        out.append(_torch_row(group, sizes, x, q, k, v, reference, reps))
+                dtype="float32", baseline=impl == baseline, flops=flops(n),
+                throughput=(n, "tokens/s"), memory_bytes=stats["memory_bytes"], extra=extra))
+        if missing is not None:
+            out.extend(H.skipped(group=group, name="attention", impl=impl, sizes=sizes,
+                                 dtype="float32", why=missing)
+                       for impl in (TORCH_SDPA, TORCH_SDPA_1, TORCH_NAIVE))
+    if torch_default is not None:
+        import torch
+
+        torch.set_num_threads(torch_default)
     return out

@@ -71,6 +71,11 @@ def test_suite_runs_at_quick_size(tmp_path, capsys):
             assert r["run_s"] > 0 and r["compile_s"] >= 0 and r["time_vs_baseline"] > 0
     ours = [r for r in report["rows"] if r["impl"].startswith("flowjax_lab") and r["baseline"]]
     assert ours and all(r["throughput"] > 0 for r in ours)
+    # transport.sinkhorn(momentum=...) has its own row: converged, in no more iterations.
+    sink = {r["impl"]: r for r in report["rows"] if r["name"] == "sinkhorn" and not r["skipped"]}
+    fast = next(r for impl, r in sink.items() if impl.startswith("flowjax_lab sinkhorn momentum"))
+    assert fast["converged"] and not fast["baseline"]
+    assert fast["iterations"] <= sink["flowjax_lab transport.sinkhorn"]["iterations"]
     assert "written to" in capsys.readouterr().out
 
 
