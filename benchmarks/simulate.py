@@ -45,14 +45,13 @@ def flops_per_eval(n: int) -> float:
     return 2.0 * n * sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
 
 
-def _torch_rows(group, sizes, field, x0, ours_final, repeats):
+def _torch_solvers(field, x0):
+    """``({impl: (solve, threads)}, counter, None)`` for torchdiffeq, or ``({}, None, reason)``."""
     try:
         import torch
         import torchdiffeq
     except ImportError:
-        return [H.skipped(group=group, name="simulate", impl="torchdiffeq odeint dopri5",
-                          sizes=sizes, dtype="float32",
-                          why="torch/torchdiffeq not installed (pip install .[peers])")]
+        return {}, None, "torch/torchdiffeq not installed (pip install .[peers])"
     ws = [torch.tensor(np.asarray(w)) for w in field.weights]
     bs = [torch.tensor(np.asarray(b)) for b in field.biases]
     counter = {"evals": 0}
@@ -69,30 +68,18 @@ def _torch_rows(group, sizes, field, x0, ours_final, repeats):
     x = torch.tensor(np.asarray(x0))
     ts = torch.tensor([0.0, 1.0])
 
-    def solve():
-        counter["evals"] = 0
-        with torch.no_grad():
-            return torchdiffeq.odeint(func, x, ts, method="dopri5", rtol=RTOL, atol=ATOL)
+    def solver(threads):
+        def solve():
+            torch.set_num_threads(threads)
+            counter["evals"] = 0
+            with torch.no_grad():
+                return torchdiffeq.odeint(func, x, ts, method="dopri5", rtol=RTOL, atol=ATOL)
+        return solve
 
-    rows = []
-    default_threads = torch.get_num_threads()
     # torch's default (one thread per core) collapses when the cores are shared with other
     # processes; one thread is measured too, and the faster is the fair comparison.
-    for threads in sorted({1, default_threads}):
-        torch.set_num_threads(threads)
-        timing, out = H.time_call(solve, repeats=repeats, sync=lambda o: o)
-        evals = counter["evals"]
-        final = out[-1].numpy()
-        rows.append(H.row(
-            group=group, name="simulate", impl=f"torchdiffeq dopri5 ({threads} thread(s))",
-            timing=timing, sizes=sizes, dtype="float32",
-            flops=flops_per_eval(x.shape[0]) * evals,
-            throughput=(x.shape[0] * evals, "particle-evals/s"),
-            extra={"num_field_evals": evals, "torch_version": torch.__version__,
-                   "torch_threads": threads,
-                   "max_abs_diff_vs_ours": float(np.max(np.abs(final - ours_final)))}))
-    torch.set_num_threads(default_threads)
-    return rows
+    return ({f"torchdiffeq dopri5 ({t} thread(s))": (solver(t), t)
+             for t in sorted({1, torch.get_num_threads()})}, counter, None)
 
 
 def rows(quick: bool, repeats: int | None = None) -> list[dict]:
@@ -106,10 +93,22 @@ def rows(quick: bool, repeats: int | None = None) -> list[dict]:
     def ours(solver):
         return lambda: fl.simulate(field, x0, solver=solver, rtol=RTOL, atol=ATOL)
 
-    timed = H.time_interleaved({"flowjax_lab simulate dopri5": ours("dopri5"),
-                                "flowjax_lab simulate tsit5": ours("tsit5")}, repeats=repeats)
+    torch_solvers, counter, missing = _torch_solvers(field, x0)
+    default_threads = None
+    if missing is None:
+        import torch
+
+        default_threads = torch.get_num_threads()
+    fns = {"flowjax_lab simulate dopri5": ours("dopri5"),
+           "flowjax_lab simulate tsit5": ours("tsit5")}
+    fns.update({impl: solve for impl, (solve, _) in torch_solvers.items()})
+    # All implementations timed in turn (round robin), torch's included.
+    timed = H.time_interleaved(fns, repeats=repeats,
+                               syncs={impl: (lambda o: o) for impl in torch_solvers})
     out, ours_final = [], None
     for impl, (timing, traj) in timed.items():
+        if impl in torch_solvers:
+            continue
         evals = int(traj.stats["num_field_evals"])
         final = np.asarray(traj.xs[-1])
         if ours_final is None:
@@ -122,5 +121,21 @@ def rows(quick: bool, repeats: int | None = None) -> list[dict]:
                    "status": int(traj.status),
                    "max_abs_diff_vs_ours": float(np.max(np.abs(final - ours_final)))},
         ))
-    out.extend(_torch_rows(group, sizes, field, x0, ours_final, repeats))
+    for impl, (_, threads) in torch_solvers.items():
+        timing, final = timed[impl]
+        # Each solve makes the same number of evaluations; count them on one more call.
+        torch_solvers[impl][0]()
+        evals = counter["evals"]
+        out.append(H.row(
+            group=group, name="simulate", impl=impl, timing=timing, sizes=sizes, dtype="float32",
+            flops=flops_per_eval(n) * evals, throughput=(n * evals, "particle-evals/s"),
+            extra={"num_field_evals": evals, "torch_version": torch.__version__,
+                   "torch_threads": threads,
+                   "max_abs_diff_vs_ours": float(np.max(np.abs(final[-1].numpy()
+                                                               - ours_final)))}))
+    if default_threads is not None:
+        torch.set_num_threads(default_threads)
+    if missing is not None:
+        out.append(H.skipped(group=group, name="simulate", impl="torchdiffeq odeint dopri5",
+                             sizes=sizes, dtype="float32", why=missing))
     return out
