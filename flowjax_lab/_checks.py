@@ -21,6 +21,8 @@ def is_traced(x) -> bool:
 
 def as_float_array(x, name: str):
     """``x`` as a JAX array with a floating dtype (integers become the default float)."""
+    if isinstance(x, str | bytes):  # jnp.asarray would read a string as a dtype name
+        raise TypeError(f"`{name}` must be an array of numbers, got {type(x).__name__}.")
     try:
         x = jnp.asarray(x)
     except TypeError as err:
@@ -54,6 +56,23 @@ def particles(x, name: str = "x", *, dim: int | None = None, finite: bool = True
     if dim is not None and x.shape[1] != dim:
         raise ValueError(f"`{name}` must have dimension d = {dim}, got shape {tuple(x.shape)}.")
     return check_finite(x, name) if finite else x
+
+
+def vector(v, name: str, *, dim: int | None = None, finite: bool = True):
+    """A floating vector of shape ``(d,)`` (``(dim,)`` if given), e.g. a mean."""
+    v = as_float_array(v, name)
+    if v.ndim != 1 or (dim is not None and v.shape[0] != dim):
+        expected = "(d,)" if dim is None else f"({dim},)"
+        raise ValueError(f"`{name}` must have shape {expected}, got {tuple(v.shape)}.")
+    return check_finite(v, name) if finite else v
+
+
+def scalar(value, name: str):
+    """Refuse arrays of any other shape than ``()`` (Python numbers and 0-d arrays pass)."""
+    shape = np.shape(value)
+    if shape != ():
+        raise ValueError(f"`{name}` must be a scalar, got shape {tuple(shape)}.")
+    return value
 
 
 def same_dimension(x, y, names: tuple[str, str] = ("x", "y")) -> None:

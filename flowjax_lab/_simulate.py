@@ -25,7 +25,12 @@ def save_times(saveat, t0, t1, dtype):
         return jnp.asarray([t0, t1], dtype)
     if isinstance(saveat, int) and not isinstance(saveat, bool):
         return jnp.linspace(t0, t1, _checks.positive_int(saveat, "saveat", minimum=2), dtype=dtype)
-    ts = jnp.asarray(saveat, dtype)
+    try:
+        ts = jnp.asarray(saveat, dtype)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"`saveat` must be None, an int or a 1-D array of times, got {saveat!r}."
+        ) from err
     if ts.ndim != 1 or ts.shape[0] == 0:
         raise ValueError(f"`saveat` must be None, an int or a 1-D array of times, got {saveat!r}.")
     if not _checks.is_traced(ts) and not _checks.is_traced(t0) and not _checks.is_traced(t1):
@@ -66,14 +71,15 @@ def divergence_hutchinson(field, t, x, args, noise):
     return v, jnp.sum(noise * jvp, axis=1)
 
 
-def _check_field(field, t0, x0, args) -> None:
+def check_field(field, t0, x0, args, name: str = "field") -> None:
+    """``field(t0, x0, args)`` must trace and return an array shaped like `x0`."""
     try:
         out = jax.eval_shape(field, t0, x0, args)
     except TypeError as err:
-        raise TypeError(f"`field` must be callable as field(t, x, args): {err}") from err
+        raise TypeError(f"`{name}` must be callable as {name}(t, x, args): {err}") from err
     if getattr(out, "shape", None) != x0.shape:
         got = getattr(out, "shape", type(out).__name__)
-        raise ValueError(f"`field` must return an array shaped like x0 {x0.shape}, got {got}.")
+        raise ValueError(f"`{name}` must return an array shaped like x0 {x0.shape}, got {got}.")
 
 
 class _Velocity(eqx.Module):
@@ -185,7 +191,7 @@ def simulate(
     t0 = jnp.asarray(t0, dtype)
     t1 = jnp.asarray(t1, dtype)
     ts = save_times(saveat, t0, t1, dtype)
-    _check_field(field, t0, x0, args)
+    check_field(field, t0, x0, args)
     noise = None
     if log_density is not None:
         _checks.choice(log_density, LOG_DENSITIES, "log_density")

@@ -2,11 +2,12 @@
 
 import diffrax as dfx
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import lineax as lx
 
 from . import _checks
-from ._simulate import save_times
+from ._simulate import check_field, save_times
 from ._solvers import SDE_SOLVERS
 from ._trajectory import Status, Trajectory, finite_status
 
@@ -25,7 +26,10 @@ def _diffusion_field(diffusion):
 @eqx.filter_jit
 def _solve(drift, diffusion, x0, key, t0, t1, ts, steps, solver, args):
     dt = (t1 - t0) / steps
-    brownian = dfx.VirtualBrownianTree(t0, t1, tol=dt / 8, shape=x0.shape, key=key)
+    # The Brownian increments in the cloud's dtype (a bare shape would give the default float,
+    # float64 under x64, and upcast a float32 cloud).
+    brownian = dfx.VirtualBrownianTree(t0, t1, tol=dt / 8, key=key,
+                                       shape=jax.ShapeDtypeStruct(x0.shape, x0.dtype))
     terms = dfx.MultiTerm(dfx.ODETerm(drift), dfx.ControlTerm(_diffusion_field(diffusion),
                                                               brownian))
     sol = dfx.diffeqsolve(terms, solver, t0, t1, dt, x0, args=args, saveat=dfx.SaveAt(ts=ts),
@@ -38,6 +42,15 @@ def _solve(drift, diffusion, x0, key, t0, t1, ts, steps, solver, args):
     return Trajectory(sol.ts, sol.ys, None, stats, finite_status(status, sol.ys))
 
 
+def _diffusion_shape(diffusion, t0, x0, args) -> tuple:
+    try:
+        out = jax.eval_shape(diffusion, t0, x0, args)
+    except TypeError as err:
+        raise TypeError(f"`diffusion` must be a scalar, an array or callable as "
+                        f"diffusion(t, x, args): {err}") from err
+    return tuple(getattr(out, "shape", ()))
+
+
 def simulate_sde(drift, diffusion, x0, key, *, t0=0.0, t1=1.0, steps, saveat=None,
                  solver="euler", args=None) -> Trajectory:
     """Simulate ``dx = drift(t, x, args) dt + diffusion(t, x, args) dW`` (Ito, diagonal noise).
@@ -48,7 +61,8 @@ def simulate_sde(drift, diffusion, x0, key, *, t0=0.0, t1=1.0, steps, saveat=Non
       diagonal noise amplitude of each coordinate.
     - `x0`: initial particles `(n, d)`; `key`: the Brownian motion's key.
     - `steps`: number of fixed steps; `solver`: "euler" (Euler-Maruyama, strong order 1/2) or
-      "milstein" (strong order 1).
+      "milstein" (strong order 1 when each noise amplitude depends on its own coordinate only,
+      the commutative case).
 
     **Returns:** a [`Trajectory`][] (no `logp`).
     """
@@ -58,15 +72,18 @@ def simulate_sde(drift, diffusion, x0, key, *, t0=0.0, t1=1.0, steps, saveat=Non
     _checks.time_interval(t0, t1)
     steps = _checks.positive_int(steps, "steps")
     solver = SDE_SOLVERS[_checks.choice(solver, SDE_SOLVERS, "solver")]()
-    if not callable(diffusion):
-        diffusion = _checks.as_float_array(diffusion, "diffusion")
-        if diffusion.ndim and diffusion.shape != x0.shape:
-            raise ValueError(
-                f"`diffusion` must be a scalar or shaped like x0 {x0.shape}, "
-                f"got {tuple(diffusion.shape)}."
-            )
-        diffusion = _checks.check_finite(diffusion, "diffusion")
     t0 = jnp.asarray(t0, dtype)
     t1 = jnp.asarray(t1, dtype)
     ts = save_times(saveat, t0, t1, dtype)
+    check_field(drift, t0, x0, args, "drift")
+    if callable(diffusion):
+        shape = _diffusion_shape(diffusion, t0, x0, args)
+    else:
+        diffusion = _checks.check_finite(_checks.as_float_array(diffusion, "diffusion"),
+                                         "diffusion")
+        shape = diffusion.shape
+    if shape not in ((), x0.shape):
+        raise ValueError(
+            f"`diffusion` must be a scalar or shaped like x0 {x0.shape}, got {shape}."
+        )
     return _solve(drift, diffusion, x0, key, t0, t1, ts, steps, solver, args)

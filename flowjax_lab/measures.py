@@ -45,6 +45,7 @@ class Empirical(eqx.Module):
 
     def sample(self, key: Key, n: int) -> Particles:
         """`n` points drawn with replacement according to the weights, shape `(n, d)`."""
+        key = _checks.key(key)
         n = _checks.positive_int(n, "n")
         idx = jax.random.choice(key, self.n, (n,), p=self.weights)
         return self.points[idx]
@@ -80,6 +81,7 @@ class Gaussian(eqx.Module):
 
     def sample(self, key: Key, n: int) -> Particles:
         """`n` independent draws, shape `(n, d)`."""
+        key = _checks.key(key)
         n = _checks.positive_int(n, "n")
         chol = jnp.linalg.cholesky(self.cov)
         z = jax.random.normal(key, (n, self.dim), self.mean.dtype)

@@ -22,16 +22,38 @@ def covariance(x) -> Matrix:
 
 
 def relative_error(value, reference) -> Scalar:
-    """Frobenius ``|value - reference| / |reference|``."""
-    value, reference = jnp.asarray(value), jnp.asarray(reference)
-    return jnp.linalg.norm(value - reference) / jnp.linalg.norm(reference)
+    """Frobenius ``|value - reference| / |reference|``; `value` and `reference` of one shape."""
+    value = _checks.as_float_array(value, "value")
+    reference = _checks.as_float_array(reference, "reference").astype(value.dtype)
+    if value.shape != reference.shape:
+        raise ValueError(f"`value` and `reference` must have the same shape, got "
+                         f"{tuple(value.shape)} and {tuple(reference.shape)}.")
+    scale = jnp.linalg.norm(reference)
+    if not _checks.is_traced(scale) and float(scale) == 0:
+        raise ValueError("`reference` must be non-zero for a relative error.")
+    return jnp.linalg.norm(value - reference) / scale
+
+
+def _saved_paths(xs, ts):
+    """Saved clouds `xs` `(T, n, d)` at increasing times `ts` `(T,)`, T >= 2."""
+    xs = _checks.as_float_array(xs, "xs")
+    if xs.ndim != 3 or xs.shape[0] < 2:
+        raise ValueError(f"`xs` must be at least two saved clouds of shape (T, n, d), got "
+                         f"shape {tuple(xs.shape)}.")
+    ts = _checks.as_float_array(ts, "ts").astype(xs.dtype)
+    if ts.shape != xs.shape[:1]:
+        raise ValueError(f"`ts` must have shape ({xs.shape[0]},) like the saved clouds, got "
+                         f"{tuple(ts.shape)}.")
+    if not _checks.is_traced(ts) and not bool(jnp.all(jnp.diff(ts) > 0)):
+        raise ValueError(f"`ts` must be strictly increasing, got {ts}.")
+    return xs, ts
 
 
 def path_energy(xs, ts) -> Scalar:
     """Mean kinetic energy ``E int |dx/dt|^2 dt`` of saved paths `xs` `(T, n, d)` at `ts` `(T,)`,
     by finite differences (a lower bound that is exact for straight, uniformly traversed paths)."""
-    xs = jnp.asarray(xs)
-    dt = jnp.diff(jnp.asarray(ts, xs.dtype))
+    xs, ts = _saved_paths(xs, ts)
+    dt = jnp.diff(ts)
     velocity = jnp.diff(xs, axis=0) / dt[:, None, None]
     return jnp.sum(jnp.mean(jnp.sum(velocity**2, axis=-1), axis=1) * dt)
 
@@ -39,15 +61,20 @@ def path_energy(xs, ts) -> Scalar:
 def straightness(xs, ts) -> Scalar:
     """``E |x(t1) - x(t0)|^2 / ((t1 - t0) E int |dx/dt|^2 dt)`` in (0, 1]; 1 for straight paths
     at constant speed. `xs` `(T, n, d)`, `ts` `(T,)`."""
-    xs = jnp.asarray(xs)
-    span = jnp.asarray(ts[-1] - ts[0], xs.dtype)
+    xs, ts = _saved_paths(xs, ts)
+    span = ts[-1] - ts[0]
     displacement = jnp.mean(jnp.sum((xs[-1] - xs[0]) ** 2, axis=-1))
     return displacement / (span * path_energy(xs, ts))
 
 
 def mean_displacement(x0: Particles, x1: Particles) -> Array:
-    """``E |x1 - x0|^2`` over paired rows."""
-    return jnp.mean(jnp.sum((jnp.asarray(x1) - jnp.asarray(x0)) ** 2, axis=-1))
+    """``E |x1 - x0|^2`` over paired rows of two clouds `(n, d)`."""
+    x0 = _checks.particles(x0, "x0", finite=False)
+    x1 = _checks.particles(x1, "x1", finite=False).astype(x0.dtype)
+    if x1.shape != x0.shape:
+        raise ValueError(f"`x0` and `x1` must be paired clouds of the same shape, got "
+                         f"{tuple(x0.shape)} and {tuple(x1.shape)}.")
+    return jnp.mean(jnp.sum((x1 - x0) ** 2, axis=-1))
 
 
 # Generative-flow metrics as the flow-matching papers report them (Tong et al., TMLR 2024).
@@ -94,6 +121,7 @@ def kinetic_energy(field, x0, *, steps=None, solver=None, rtol=1e-5, atol=1e-5, 
 
 def normalized_path_energy(energy, w2) -> Scalar:
     """``|energy - W2^2| / W2^2``: 0 when the flow's kinetic energy is the optimal one."""
+    _checks.positive(w2, "w2")
     w2_sq = jnp.asarray(w2) ** 2
     return jnp.abs(jnp.asarray(energy) - w2_sq) / w2_sq
 
@@ -106,6 +134,11 @@ def nfe_for_w2(field, x0, held_out, target_w2, *, steps=(1, 2, 4, 8, 16, 32, 64,
     `held_out`. **Returns:** ``{"nfe": int or None, "nfes": [...], "w2": [...]}``.
     """
     _checks.positive(target_w2, "target_w2")
+    x0 = _checks.particles(x0, "x0")
+    held_out = _checks.particles(held_out, "held_out", dim=x0.shape[1])  # before any solve
+    steps = tuple(steps)
+    if not steps:
+        raise ValueError("`steps` must be a non-empty sequence of step counts.")
     nfes, values = [], []
     for count in steps:
         traj = simulate(field, x0, steps=_checks.positive_int(count, "steps"), solver=solver,

@@ -30,7 +30,9 @@ class GaussianFlowMatching(eqx.Module):
         return flow_matching_gaussian(self.cov0, self.cov1, t)[1]
 
     def __call__(self, t, x, args=None):
+        x = _checks.particles(x, "x", dim=self.cov0.shape[0], finite=False)
         return (x @ self.matrix(t).T.astype(x.dtype)).astype(x.dtype)
 
     def divergence(self, t, x, args=None):
+        x = _checks.particles(x, "x", dim=self.cov0.shape[0], finite=False)
         return jnp.broadcast_to(jnp.trace(self.matrix(t)).astype(x.dtype), x.shape[:1])

@@ -16,11 +16,23 @@ class Pointwise(eqx.Module):
     rule: Callable
 
     def __call__(self, t, x, args=None):
-        return jax.vmap(self.rule, in_axes=(None, 0, None))(t, x, args)
+        _cloud(x)
+        out = jax.vmap(self.rule, in_axes=(None, 0, None))(t, x, args)
+        if out.shape != x.shape:
+            raise ValueError(f"`rule` must return an array shaped like one particle "
+                             f"{x.shape[1:]}, got {out.shape[1:]}.")
+        return out
 
     def divergence(self, t, x, args=None):
+        _cloud(x)
         jac = jax.vmap(jax.jacfwd(self.rule, argnums=1), in_axes=(None, 0, None))(t, x, args)
         return jnp.trace(jac, axis1=1, axis2=2)
+
+
+def _cloud(x) -> None:
+    if jnp.ndim(x) != 2:
+        raise ValueError(f"`x` must be a particle cloud of shape (n, d), got shape "
+                         f"{jnp.shape(x)}.")
 
 
 def pointwise(rule: Callable) -> Pointwise:

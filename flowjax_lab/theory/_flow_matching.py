@@ -21,7 +21,7 @@ def flow_matching_gaussian(cov0, cov1, t) -> tuple[Matrix, Matrix]:
     """
     cov0 = _checks.covariance(cov0, "cov0")
     cov1 = _checks.covariance(cov1, "cov1", dim=cov0.shape[0]).astype(cov0.dtype)
-    t = _checks.unit_interval(jnp.asarray(t, cov0.dtype))
+    t = _checks.unit_interval(jnp.asarray(_checks.scalar(t, "t"), cov0.dtype))
     cov_t = (1 - t) ** 2 * cov0 + t**2 * cov1
     cross = t * cov1 - (1 - t) * cov0  # Cov(X1 - X0, X_t)
     a_t = jnp.linalg.solve(cov_t, cross.T).T  # cross @ cov_t^{-1}, cov_t symmetric
@@ -37,14 +37,19 @@ def flow_matching_map(cov0, cov1, t=1.0, *, rtol=1e-8, atol=1e-8) -> Matrix:
     cov0 = _checks.covariance(cov0, "cov0")
     d = cov0.shape[0]
     cov1 = _checks.covariance(cov1, "cov1", dim=d).astype(cov0.dtype)
-    t = _checks.unit_interval(jnp.asarray(t, cov0.dtype))
-
-    def vf(s, phi, _):
-        return flow_matching_gaussian(cov0, cov1, s)[1] @ phi
-
+    t = _checks.unit_interval(jnp.asarray(_checks.scalar(t, "t"), cov0.dtype))
+    _checks.positive(rtol, "rtol")
+    _checks.positive(atol, "atol")
+    # A module-level field with the covariances as `args` (not a closure over them): diffrax's
+    # jitted solve is then compiled once per shape, not once per call.
     sol = dfx.diffeqsolve(
-        dfx.ODETerm(vf), dfx.Tsit5(), jnp.zeros((), cov0.dtype), t, None,
-        jnp.eye(d, dtype=cov0.dtype), stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
-        max_steps=16384,
+        dfx.ODETerm(_map_velocity), dfx.Tsit5(), jnp.zeros((), cov0.dtype), t, None,
+        jnp.eye(d, dtype=cov0.dtype), args=(cov0, cov1),
+        stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol), max_steps=16384,
     )
     return jax.tree.map(lambda y: y[-1], sol.ys)
+
+
+def _map_velocity(s, phi, covs):
+    """``dPhi/ds = A_s Phi``."""
+    return flow_matching_gaussian(*covs, s)[1] @ phi
