@@ -15,6 +15,7 @@ backward from Gaussian draws.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import _checks
 from .._simulate import simulate
@@ -105,21 +106,26 @@ class OTFlowLoss(eqx.Module):
     """
 
     sampler: object = eqx.field(static=True)
-    transport: float = eqx.field(static=True)
-    likelihood: float = eqx.field(static=True)
-    hjb: float = eqx.field(static=True)
+    # The weights are (NumPy) arrays, not static fields: losses that differ only in their
+    # weights share one compiled training step in ``fit``.
+    transport: np.ndarray
+    likelihood: np.ndarray
+    hjb: np.ndarray
 
     def __init__(self, sampler, *, transport: float = 1.0, likelihood: float = 10.0,
                  hjb: float = 5.0):
         if not callable(sampler):
             raise TypeError(f"`sampler` must be callable as sampler(key), got {type(sampler)}.")
         self.sampler = sampler
-        self.transport = float(_checks.positive(transport, "transport", allow_zero=True))
-        self.likelihood = float(_checks.positive(likelihood, "likelihood", allow_zero=True))
-        self.hjb = float(_checks.positive(hjb, "hjb", allow_zero=True))
+        self.transport = np.asarray(_checks.positive(transport, "transport", allow_zero=True),
+                                    float)
+        self.likelihood = np.asarray(_checks.positive(likelihood, "likelihood", allow_zero=True),
+                                     float)
+        self.hjb = np.asarray(_checks.positive(hjb, "hjb", allow_zero=True), float)
 
     def __call__(self, model: OTFlow, key) -> Array:
         terms = model.terms(self.sampler(key))
-        return (self.transport * terms["transport"] + self.likelihood * terms["nll"]
-                + self.hjb * terms["hjb"])
+        weight = lambda w: jnp.asarray(w, terms["nll"].dtype)
+        return (weight(self.transport) * terms["transport"] + weight(self.likelihood) * terms["nll"]
+                + weight(self.hjb) * terms["hjb"])
 

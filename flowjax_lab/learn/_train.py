@@ -64,6 +64,38 @@ def _load(folder: Path, params, opt_state):
     return params, opt_state, progress["step"], list(progress["losses"]), evaluations
 
 
+def _chunk(params, opt_state, first, length, key, loss, static, optimizer):
+    """`length` optimizer steps from step `first` in one ``lax.scan``."""
+
+    def body(carry, offset):
+        params, opt_state = carry
+        step_key = jax.random.fold_in(key, first + offset)
+        value, grads = jax.value_and_grad(
+            lambda p: loss(eqx.combine(p, static), step_key)
+        )(params)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 counts with floats
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    (params, opt_state), values = jax.lax.scan(body, (params, opt_state), jnp.arange(length))
+    return params, opt_state, values
+
+
+_run_chunk = eqx.filter_jit(_chunk)
+
+
+def _hashable(*trees) -> bool:
+    """True when the non-array parts of `trees` can key a compilation cache."""
+    try:
+        for tree in trees:
+            leaves, treedef = jax.tree_util.tree_flatten(
+                eqx.filter(tree, eqx.is_array, inverse=True))
+            hash((tuple(leaves), treedef))
+    except TypeError:
+        return False
+    return True
+
+
 def fit(
     loss: Callable,
     model,
@@ -108,20 +140,14 @@ def fit(
     if resume and folder is not None and (folder / PROGRESS_FILE).exists():
         params, opt_state, start, losses, evaluations = _load(folder, params, opt_state)
 
-    @eqx.filter_jit
-    def run_chunk(params, opt_state, first, length):
-        def body(carry, offset):
-            params, opt_state = carry
-            step_key = jax.random.fold_in(key, first + offset)
-            value, grads = jax.value_and_grad(
-                lambda p: loss(eqx.combine(p, static), step_key)
-            )(params)
-            with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 counts with floats
-                updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), value
-
-        (params, opt_state), values = jax.lax.scan(body, (params, opt_state), jnp.arange(length))
-        return params, opt_state, values
+    if _hashable(loss, static, optimizer):
+        # One compilation per (loss, model structure, optimizer, chunk length), shared by every
+        # call of ``fit``: the loss's arrays, the key and the parameters are inputs.
+        def run_chunk(params, opt_state, first, length):
+            return _run_chunk(params, opt_state, first, length, key, loss, static, optimizer)
+    else:  # unhashable static parts: compile a closure for this call
+        run_chunk = eqx.filter_jit(lambda params, opt_state, first, length: _chunk(
+            params, opt_state, first, length, key, loss, static, optimizer))
 
     status, began = "ok", time.perf_counter()
     bar = tqdm(total=steps, initial=start, disable=not progress, unit="step", leave=False)
