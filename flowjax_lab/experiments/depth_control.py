@@ -9,6 +9,7 @@ a grid of query tokens given the source cloud as context.
 
 import dataclasses
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +21,7 @@ from ..learn import DepthControl, depth_control_loss, fit
 from ..measures import Gaussian
 from ._registry import register
 from ._result import Result, check
+from ._training import chunk_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,35 +45,56 @@ def _target_cov(config, dtype):
     return jnp.asarray(rot @ np.diag(config.eigenvalues) @ rot.T, dtype)
 
 
-@register("depth-control", theme="transformer dynamics", config=Config,
-          description="Learn layer-wise attention parameters to steer tokens to a target.")
-def run(config: Config, key) -> Result:
+@eqx.filter_jit
+def _setup(config: Config, k_init, k_eval):
+    """Evaluation clouds, the target covariance, the initial model and the Bures distance of
+    the source to the target, in one compilation."""
     dtype = jnp.result_type(float)
     cov1 = _target_cov(config, dtype)
     source = Gaussian(jnp.zeros(2, dtype), jnp.eye(2, dtype=dtype))
     target = Gaussian(jnp.zeros(2, dtype), cov1)
-    k_init, k_fit, k_eval = jax.random.split(key, 3)
     model = DepthControl.init(k_init, 2, config.layers, scale=0.1, dtype=dtype)
-    loss = depth_control_loss(source.sample, target.sample, config.n)
     ks, kt = jax.random.split(k_eval)
     x_eval, y_eval = source.sample(ks, config.evaluation_n), target.sample(kt, config.evaluation_n)
+    zero = jnp.zeros(2, dtype)
+    bures0 = transport.gaussian_w2(zero, jnp.eye(2, dtype=dtype), zero, cov1)
+    return cov1, model, x_eval, y_eval, bures0
 
-    def divergence(m):
-        return float(transport.sinkhorn_divergence(m(x_eval), y_eval))
 
-    before = divergence(model)
+@eqx.filter_jit
+def _measure(model: DepthControl, x_eval, y_eval, cov1, grid):
+    """The transported cloud, its Sinkhorn divergence to the target samples, the Bures distance
+    of its covariance to the target's, and the in-context map on `grid` (one compilation, for
+    the model before and after training)."""
+    moved = model(x_eval)
+    moved_cov = jnp.cov(moved.T).astype(moved.dtype)
+    zero = jnp.zeros(2, moved.dtype)
+    return {"divergence": transport.sinkhorn_divergence(moved, y_eval), "moved": moved,
+            "bures": transport.gaussian_w2(zero, moved_cov, zero, cov1),
+            "in_context": model.in_context(x_eval[:128], grid)}
+
+
+@register("depth-control", theme="transformer dynamics", config=Config,
+          description="Learn layer-wise attention parameters to steer tokens to a target.")
+def run(config: Config, key, checkpoint=None) -> Result:
+    dtype = jnp.result_type(float)
+    k_init, k_fit, k_eval = jax.random.split(key, 3)
+    cov1, model, x_eval, y_eval, bures0 = _setup(config, k_init, k_eval)
+    source = Gaussian(jnp.zeros(2, dtype), jnp.eye(2, dtype=dtype))
+    target = Gaussian(jnp.zeros(2, dtype), cov1)
+    loss = depth_control_loss(source.sample, target.sample, config.n)
+    grid = np.stack(np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-2, 2, 7)),
+                    axis=-1).reshape(-1, 2).astype(dtype)
+
+    before = float(_measure(model, x_eval, y_eval, cov1, grid)["divergence"])
     trained = fit(loss, model, optax.adam(config.learning_rate), k_fit, steps=config.steps,
-                  chunk=min(50, config.steps), progress=False)
-    after = divergence(trained.model)
-    moved = trained.model(x_eval)
-    moved_cov = jnp.cov(moved.T).astype(dtype)
-    bures = float(transport.gaussian_w2(jnp.zeros(2, dtype), moved_cov, jnp.zeros(2, dtype),
-                                        cov1))
-    bures0 = float(transport.gaussian_w2(jnp.zeros(2, dtype), jnp.eye(2, dtype=dtype),
-                                         jnp.zeros(2, dtype), cov1))
-    grid = jnp.stack(jnp.meshgrid(jnp.linspace(-2, 2, 7), jnp.linspace(-2, 2, 7)),
-                     axis=-1).reshape(-1, 2).astype(dtype)
-    mapped = trained.model.in_context(x_eval[:128], grid)
+                  chunk=chunk_size(config.steps, 50), checkpoint=checkpoint,
+                  resume=checkpoint is not None, progress=False)
+    out = {k: np.asarray(v) for k, v in
+           _measure(trained.model, x_eval, y_eval, cov1, grid).items()}
+    after, bures, bures0 = float(out["divergence"]), float(out["bures"]), float(bures0)
+    moved, mapped = out["moved"], out["in_context"]
+    x_eval, y_eval, cov1 = np.asarray(x_eval), np.asarray(y_eval), np.asarray(cov1)
 
     result = Result("depth-control", dataclasses.asdict(config))
     result.checks += [

@@ -21,6 +21,7 @@ from ..fields import MLPField
 from ..learn import FlowMatchingLoss, fit, generate
 from ._registry import register
 from ._result import Result, check
+from ._training import chunk_size, sub_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +60,7 @@ def _gaussian(cov):
     config=Config,
     description="Learned FM between Gaussians recovers A_t; FM map vs Monge map with figures.",
 )
-def run(config: Config, key) -> Result:
+def run(config: Config, key, checkpoint=None) -> Result:
     dtype = jnp.result_type(float)
     result = Result("fm-gaussian-learned", dataclasses.asdict(config))
     times = np.linspace(0.1, 0.9, 9)
@@ -71,8 +72,10 @@ def run(config: Config, key) -> Result:
                          key=k_model)
         loss = FlowMatchingLoss(_gaussian(cov0), _gaussian(cov1), batch_size=config.batch_size)
         schedule = optax.cosine_decay_schedule(config.learning_rate, config.steps, 0.01)
+        folder = sub_folder(checkpoint, case)
         trained = fit(loss, model, optax.adam(schedule), k_fit, steps=config.steps,
-                      chunk=config.steps, progress=False).model
+                      chunk=chunk_size(config.steps), checkpoint=folder,
+                      resume=folder is not None, progress=False).model
 
         errors = []
         for t in times:

@@ -12,6 +12,7 @@ below as the terminal KL term shrinks.
 """
 
 import dataclasses
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -39,13 +40,16 @@ class Config:
 
     @classmethod
     def quick(cls):
-        return cls(train_steps=200, batch=256, eval_every=50, n_eval=400)
+        # d = 2 only: each dimension compiles its own training step (about 10 s of CPU), so the
+        # d = 10 checks run at full size only. train_steps is a multiple of eval_every (one
+        # compiled chunk length).
+        return cls(dims=(2,), train_steps=200, batch=256, eval_every=50, n_eval=400)
 
 
-def solve_game(game: MeanFieldGame, config, key):
+def solve_game(game: MeanFieldGame, config, key, checkpoint=None):
     """Train the value network on `game` with Adam; returns (potential, FitResult, x_eval, initial
     terms). The HJB residual and the objective are evaluated on fixed samples every
-    `config.eval_every` steps."""
+    `config.eval_every` steps. `checkpoint`: a folder to save (and resume) the training in."""
     k_init, k_fit, k_eval = jax.random.split(key, 3)
     potential = Potential(game.dim, width=config.width, key=k_init)
     x_eval = game.sample_initial(k_eval, config.n_eval)
@@ -58,7 +62,8 @@ def solve_game(game: MeanFieldGame, config, key):
     initial = evaluate(potential)
     fitted = fit(game, potential, optax.adam(config.learning_rate), k_fit,
                  steps=config.train_steps, chunk=config.eval_every, evaluate=evaluate,
-                 eval_every=config.eval_every, progress=False)
+                 eval_every=config.eval_every, checkpoint=checkpoint,
+                 resume=checkpoint is not None, progress=False)
     return fitted.model, fitted, x_eval, {k: float(v) for k, v in initial.items()}
 
 
@@ -68,12 +73,14 @@ def solve_game(game: MeanFieldGame, config, key):
     config=Config,
     description="Neural MFG (PNAS 2020): dynamic OT from 8 Gaussians to a Gaussian, d = 2 and 10.",
 )
-def run(config: Config, key) -> Result:
+def run(config: Config, key, checkpoint=None) -> Result:
     result = Result("mfg-transport", dataclasses.asdict(config))
     fig, axes = figure(len(config.dims) + 1, size=3.6)
     for col, dim in enumerate(config.dims):
         game = transport_game(dim, batch=config.batch)
-        potential, fitted, x_eval, initial = solve_game(game, config, jax.random.fold_in(key, dim))
+        folder = None if checkpoint is None else Path(checkpoint) / f"d{dim}"
+        potential, fitted, x_eval, initial = solve_game(game, config, jax.random.fold_in(key, dim),
+                                                        folder)
         final = fitted.evaluations[-1][1]
         fine = game.characteristics(potential, x_eval, steps=16, saveat=17)
         xs = fine.xs[:, :, :dim]

@@ -20,6 +20,7 @@ from .._plotting import figure, paths
 from ..learn import OTFlow, OTFlowLoss, fit
 from ._registry import register
 from ._result import Result, check
+from ._training import chunk_size, sub_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +55,7 @@ def _evaluate(model, x_eval, grid, key, saved):
     config=Config,
     description="OT-Flow on two moons: NLL, transport cost, HJB residual, straightness, NFE.",
 )
-def run(config: Config, key) -> Result:
+def run(config: Config, key, checkpoint=None) -> Result:
     k_init, k_fit, k_eval, k_sample = jax.random.split(key, 4)
     sampler = lambda k: datasets.sample("moons", k, config.batch)
     x_eval = datasets.sample("moons", k_eval, config.n_eval)
@@ -66,11 +67,16 @@ def run(config: Config, key) -> Result:
     g = jnp.linspace(-lim, lim, config.grid, dtype=x_eval.dtype)
     grid = jnp.stack(jnp.meshgrid(g, g), axis=-1).reshape(-1, 2)
     saved = 4 * config.ode_steps + 1
+    # The same initial model, sampler and optimizer for both runs: the losses differ only in
+    # their weights (arrays), so ``fit`` compiles one training step for both.
+    initial = OTFlow(2, width=config.width, steps=config.ode_steps, key=k_init)
+    optimizer = optax.adam(config.learning_rate)
     for row, (name, (a_l, a_c, a_r)) in enumerate(runs.items()):
-        model = OTFlow(2, width=config.width, steps=config.ode_steps, key=k_init)
         loss = OTFlowLoss(sampler, transport=a_l, likelihood=a_c, hjb=a_r)
-        fitted = fit(loss, model, optax.adam(config.learning_rate), k_fit,
-                     steps=config.train_steps, chunk=config.train_steps, progress=False)
+        folder = sub_folder(checkpoint, name)
+        fitted = fit(loss, initial, optimizer, k_fit,
+                     steps=config.train_steps, chunk=chunk_size(config.train_steps),
+                     checkpoint=folder, resume=folder is not None, progress=False)
         model = fitted.model
         terms, flow, samples, traj, log_density = _evaluate(model, x_eval, grid, k_sample, saved)
         xs = flow.xs[:, :, :2]

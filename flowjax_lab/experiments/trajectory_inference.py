@@ -19,6 +19,7 @@ from .._simulate import simulate
 from ..fields import pointwise
 from ._registry import register
 from ._result import Result, check
+from ._training import chunk_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +45,7 @@ def true_potential(x):
 
 @register("trajectory-inference", theme="gradient flows and mean-field training", config=Config,
           description="Fit a potential to population snapshots through simulate + Sinkhorn.")
-def run(config: Config, key) -> Result:
+def run(config: Config, key, checkpoint=None) -> Result:
     dtype = jnp.result_type(float)
     k_data, k_model, k_fit = jax.random.split(key, 3)
     truth = pointwise(lambda t, x, a: -jax.grad(true_potential)(x))
@@ -60,7 +61,8 @@ def run(config: Config, key) -> Result:
     model = learn.GradientPotential(2, width=config.width, key=k_model, dtype=dtype)
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.train_steps, 0.1)
     fit = learn.fit(loss, model, optax.adam(schedule), k_fit, steps=config.train_steps,
-                    chunk=min(50, config.train_steps), progress=False)
+                    chunk=chunk_size(config.train_steps, 50), checkpoint=checkpoint,
+                    resume=checkpoint is not None, progress=False)
     support = snapshots.reshape(-1, 2)
     error = float(learn.velocity_error(fit.model, truth, support))
     initial_error = float(learn.velocity_error(model, truth, support))

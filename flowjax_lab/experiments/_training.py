@@ -1,0 +1,22 @@
+"""Small helpers shared by the training experiments (``learn.fit`` callers)."""
+
+from pathlib import Path
+
+
+def chunk_size(steps: int, most: int = 100) -> int:
+    """The largest divisor of `steps` that is at most `most`.
+
+    ``fit`` compiles one ``lax.scan`` per chunk length, so a chunk that divides `steps` compiles
+    once; chunks shorter than `steps` let Ctrl-C stop a long run with a checkpoint.
+    """
+    return max(c for c in range(1, min(steps, most) + 1) if steps % c == 0)
+
+
+def sub_folder(checkpoint, *parts) -> Path | None:
+    """`checkpoint / part / ...` (one folder per ``fit`` call), or ``None`` without checkpoint."""
+    if checkpoint is None:
+        return None
+    folder = Path(checkpoint)
+    for part in parts:
+        folder = folder / str(part).replace("->", "_to_").replace(" ", "_")
+    return folder
