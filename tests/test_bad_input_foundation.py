@@ -25,11 +25,6 @@ decay = lambda t, x, args: -x
 th, mt, tr = fl.theory, fl.metrics, fl.transport
 
 
-def _transport_gap(reason):
-    """A transport row that fails today: reported, not fixed here (transport/ is not ours)."""
-    return pytest.mark.xfail(strict=True, reason=f"transport: {reason} (reported)")
-
-
 ROWS = [
     # Empirical
     (lambda: fl.Empirical(jnp.ones(3)), ValueError, r"`points` must be a particle cloud"),
@@ -235,16 +230,11 @@ ROWS = [
     (lambda: tr.minibatch_coupling(X, X, epsilon=0.1), TypeError, r"`key` must be a jax"),
     (lambda: tr.minibatch_coupling(X, jnp.zeros((4, 3))), ValueError,
      r"`x0` and `x1` must have the same dimension"),
-    pytest.param(lambda: tr.optimal_permutation(jnp.ones(3), X), ValueError,
-                 r"`x` must be a particle cloud",
-                 marks=_transport_gap("optimal_permutation checks no argument")),
-    pytest.param(lambda: tr.optimal_permutation(X, X[:3]), ValueError,
-                 r"`x` and `y` must hold the same number of points",
-                 marks=_transport_gap("optimal_permutation on unequal sizes fails in the host "
-                                      "callback")),
-    pytest.param(lambda: tr.optimal_permutation(X, jnp.zeros((4, 3))), ValueError,
-                 r"`x` and `y` must have the same dimension",
-                 marks=_transport_gap("optimal_permutation checks no argument")),
+    (lambda: tr.optimal_permutation(jnp.ones(3), X), ValueError, r"`x` must be a particle cloud"),
+    (lambda: tr.optimal_permutation(X, X[:3]), ValueError,
+     r"`x` and `y` must hold the same number of points"),
+    (lambda: tr.optimal_permutation(X, jnp.zeros((4, 3))), ValueError,
+     r"`x` and `y` must have the same dimension"),
     # experiments.run
     (lambda: fl.experiments.run("gaussian-transprt"), ValueError,
      r"Unknown `experiment` 'gaussian-transprt'.*Did you mean 'gaussian-transport'"),

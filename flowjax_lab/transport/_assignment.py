@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .. import _checks
 from .._types import Array, Particles
 
 
@@ -26,8 +27,15 @@ def optimal_permutation(x: Particles, y: Particles) -> Array:
     """The permutation `p` `(n,)` minimising ``sum_i |x_i - y_{p_i}|^2`` (Hungarian, on host).
 
     Works under ``jit`` and ``vmap`` through ``jax.pure_callback``; not differentiable (the
-    assignment is piecewise constant), so gradients treat it as fixed.
+    assignment is piecewise constant), so gradients treat it as fixed. `x`, `y` `(n, d)`.
     """
+    x = _checks.particles(x, "x")
+    y = _checks.particles(y, "y")
+    _checks.same_dimension(x, y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"`x` and `y` must hold the same number of points, got {x.shape[0]} "
+                         f"and {y.shape[0]}.")
+    y = y.astype(x.dtype)
     cost = jax.lax.stop_gradient(squared_distances(x, y))
     out = jax.ShapeDtypeStruct(cost.shape[:-2] + cost.shape[-2:-1], jnp.int32)
     return jax.pure_callback(_assign_host, out, cost, vmap_method="sequential")
