@@ -340,7 +340,12 @@ class Attention(eqx.Module):
 
     def _sinkhorn_bias(self, q, k, bias, keys, kind):
         """Key potentials g `(n, h)` after the column normalisations of Sinkhorn: rows of
-        ``exp(s_ij + g_j)`` normalised sum to one, columns to ``n / #keys``."""
+        ``exp(s_ij + g_j)`` normalised sum to one, columns to ``n / #keys``.
+
+        Not ott-jax: a Sinkformer layer is a fixed, small number of normalisations (part of the
+        model, not a converged solve), on masked/causal scores streamed in chunks with no (n, n)
+        array; ott-jax 0.6.0's chunked (online) point clouds are broken with jax 0.10 (pyproject).
+        """
         n, h = q.shape[0], q.shape[1]
         nothing = jnp.zeros((n, h, 0), q.dtype)
         log_ratio = jnp.log(jnp.asarray(n, q.dtype) / jnp.sum(keys).astype(q.dtype))
