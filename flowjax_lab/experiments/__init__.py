@@ -11,8 +11,15 @@ from ._registry import (
     run as run,
 )
 from ._result import (
+    KINDS as KINDS,
     Check as Check,
     Result as Result,
+    at_least as at_least,
+    at_most as at_most,
+    better as better,
     check as check,
+    close as close,
     combine_seeds as combine_seeds,
+    fit_ok as fit_ok,
+    holds as holds,
 )

@@ -85,6 +85,15 @@ def save_run(result: Result, folder) -> Path:
     return folder
 
 
+def _check(saved: dict) -> Check:
+    """A [`Check`][] from its saved dict (``passed`` is recomputed, never trusted)."""
+    numbers = {k: _number(saved[k]) for k in ("value", "reference", "tolerance")}
+    error = saved.get("error")
+    return Check(saved["name"], **numbers, relation=saved.get("relation", "close"),
+                 kind=saved.get("kind", "theory"), against=saved.get("against", ""),
+                 error=None if error is None else _number(error))
+
+
 def load_run(folder) -> Result:
     """The [`Result`][] saved in `folder`, with figures as PNG bytes and arrays as NumPy."""
     folder = Path(folder)
@@ -93,8 +102,7 @@ def load_run(folder) -> Result:
     result = Result(saved["experiment"], config["config"], error=saved["error"],
                     seconds=saved["seconds"], seeds=saved["seeds"])
     result.metrics = {k: _number(v) for k, v in saved["metrics"].items()}
-    result.checks = [Check(c["name"], _number(c["value"]), _number(c["reference"]),
-                           _number(c["error"]), _number(c["tolerance"])) for c in saved["checks"]]
+    result.checks = [_check(c) for c in saved["checks"]]
     result.figures = {name: (folder / f"{name}.png").read_bytes() for name in saved["figures"]
                       if (folder / f"{name}.png").exists()}
     if (folder / "traceback.txt").exists():
