@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run", parents=[common], help="run one experiment and save its run folder",
         description="Run one experiment (at the papers' size unless --quick) and write "
         "config.json, metrics.json, figures (PNG) and arrays.npz into OUT/NAME. Exit code 0 when "
-        "every theory check passes. Training experiments checkpoint into OUT/NAME/checkpoint: "
+        "every check passes. Training experiments checkpoint into OUT/NAME/checkpoint: "
         "Ctrl-C stops after the current chunk, and --resume continues to the same numbers.")
     run.add_argument("name", help="experiment name (see `flowjax-lab list`)")
     run.add_argument("--quick", action="store_true", help="use the small CI-sized config")

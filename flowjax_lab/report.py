@@ -62,6 +62,8 @@ class _Summary:
             "experiments_failed": sum(r.error not in (None, NOT_RUN) for r in self.results),
             "checks": len(checks),
             "checks_passed": sum(c.passed for c in checks),
+            "theory_checks": sum(c.kind == "theory" for c in checks),
+            "theory_checks_passed": sum(c.passed and c.kind == "theory" for c in checks),
             "seconds": sum(r.seconds for r in self.results),  # as saved, also when resumed
         }
 
@@ -95,13 +97,31 @@ def _status(r: Result) -> str:
 
 
 def _check_rows(results: list[Result]) -> list[tuple[Result, object]]:
-    """``(result, check)`` for every check, and ``(result, None)`` for a run with an error."""
+    """``(result, check)`` for every check, and ``(result, None)`` for a run with an error or
+    without any check."""
     rows = []
     for r in results:
-        if r.error:
+        if r.error or not r.checks:
             rows.append((r, None))
         rows += [(r, c) for c in r.checks]
     return rows
+
+
+_CHECK_HEADER = ["check", "kind", "condition", "against", "result"]
+
+
+def _check_cells(c) -> list[str]:
+    return [c.name, c.kind, c.condition, c.against, "pass" if c.passed else "FAIL"]
+
+
+def _no_check(r: Result) -> str:
+    return f"run failed: {r.error}" if r.error else "no checks: the run cannot pass"
+
+
+def _counts_line(n: dict) -> str:
+    return (f"{n['experiments_passed']} / {n['experiments']} experiments passed, "
+            f"{n['checks_passed']} / {n['checks']} checks passed "
+            f"({n['theory_checks_passed']} / {n['theory_checks']} against theory)")
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -115,9 +135,7 @@ def write_markdown(summary: _Summary, out: Path) -> None:
     n = summary.counts()
     lines = [
         "# flowjax_lab: reproduced results", "",
-        f"**{n['experiments_passed']} / {n['experiments']} experiments passed**, "
-        f"**{n['checks_passed']} / {n['checks']} theory checks passed**, "
-        f"run time of the experiments {n['seconds']:.0f} s ({summary.environment()}).", "",
+        f"**{_counts_line(n)}**, run time of the experiments {n['seconds']:.0f} s ({summary.environment()}).", "",
     ]
     for theme, chosen in summary.by_theme():
         lines += [f"## {_theme_title(theme)}", ""]
@@ -132,14 +150,18 @@ def write_markdown(summary: _Summary, out: Path) -> None:
             if r.metrics:
                 lines += _markdown_table(["metric", "value"],
                                          [[k, _fmt(v)] for k, v in r.metrics.items()])
-    lines += ["## Theory checks", ""]
-    rows = [[r.name, "run failed", "", "", "", "", r.error] if c is None else
-            [r.name, c.name, _fmt(c.value), _fmt(c.reference), _fmt(c.error), _fmt(c.tolerance),
-             "pass" if c.passed else "FAIL"] for r, c in _check_rows(summary.results)]
-    lines += _markdown_table(["experiment", "check", "value", "reference", "error", "tolerance",
-                              "result"], rows)
+    lines += ["## Checks", "", _KINDS_TEXT, ""]
+    rows = [[r.name, _no_check(r), "", "", "", "FAIL"] if c is None else
+            [r.name, *_check_cells(c)] for r, c in _check_rows(summary.results)]
+    lines += _markdown_table(["experiment", *_CHECK_HEADER], rows)
     write_atomic(out / "report.md", "\n".join(lines).encode())
 
+
+_KINDS_TEXT = (
+    "Kinds: *theory* compares with an independent closed form or exact solver; *comparison* "
+    "sets one run against another (trained against untrained, one method against another); "
+    "*sanity* bounds a value or states a fact (training finished, mass conserved). A NaN or inf "
+    "fails every check, and an experiment without checks does not pass.")
 
 _CSS = """
 :root{--ink:#1d2330;--muted:#5d6677;--line:#e2e6ee;--bg:#f6f7fb;--card:#fff;--ok:#1a7f4b;
@@ -240,10 +262,10 @@ def _html_experiment(r: Result) -> str:
         tables.append(table)
     if r.checks:
         tables.append(_html_table(
-            ["theory check", "value", "reference", "error", "tol.", ""],
-            [([c.name, _fmt(c.value), _fmt(c.reference), _fmt(c.error), _fmt(c.tolerance),
-               "pass" if c.passed else "FAIL"], "" if c.passed else "failed") for c in r.checks],
-            {1, 2, 3, 4}, badge=5))
+            _CHECK_HEADER, [(_check_cells(c), "" if c.passed else "failed") for c in r.checks],
+            {2}, badge=4))
+    elif not r.error:
+        parts.append("<div class='error'><strong>no checks: the run cannot pass</strong></div>")
     if tables:
         parts.append("<div class='tables'>" + "".join(f"<div>{t}</div>" for t in tables)
                      + "</div>")
@@ -259,8 +281,10 @@ def write_html(summary: _Summary, out: Path) -> None:
     cards = [
         (f"{n['experiments_passed']} / {n['experiments']}", "experiments passed",
          ok(n["experiments_passed"] == n["experiments"])),
-        (f"{n['checks_passed']} / {n['checks']}", "theory checks passed",
+        (f"{n['checks_passed']} / {n['checks']}", "checks passed",
          ok(n["checks_passed"] == n["checks"])),
+        (f"{n['theory_checks_passed']} / {n['theory_checks']}", "of them against theory",
+         ok(n["theory_checks_passed"] == n["theory_checks"])),
         (str(n["experiments_failed"]), "runs that raised an error",
          ok(n["experiments_failed"] == 0)),
         (f"{n['seconds'] / 60:.1f} min", "run time of the experiments", ""),
@@ -282,7 +306,7 @@ def write_html(summary: _Summary, out: Path) -> None:
                         f"<span class='badge {_status(r).replace(' ', '-')}'>{_status(r)}</span>"
                         "</li>" for r in chosen) or "<li class='empty'>none yet</li>"
         body.append(f"<div class='theme'>{esc(_theme_title(theme))}</div><ul>{items}</ul>")
-    body.append("<div class='theme'><a href='#checks'>All theory checks</a></div></nav>")
+    body.append("<div class='theme'><a href='#checks'>All checks</a></div></nav>")
     for theme, chosen in groups:
         body.append(f"<section><h2>{esc(_theme_title(theme))}</h2>")
         if not chosen:
@@ -293,17 +317,14 @@ def write_html(summary: _Summary, out: Path) -> None:
     for r, c in _check_rows(summary.results):
         link = r.name
         if c is None:
-            rows.append(([link, "run failed: " + (r.error or ""), "", "", "", "", _status(r)],
-                         "failed"))
+            rows.append(([link, _no_check(r), "", "", "", _status(r)], "failed"))
         else:
-            rows.append(([link, c.name, _fmt(c.value), _fmt(c.reference), _fmt(c.error),
-                          _fmt(c.tolerance), "pass" if c.passed else "FAIL"],
-                         "" if c.passed else "failed"))
-    body.append("<section id='checks'><h2>All theory checks</h2><p class='desc'>A check passes "
-                "when its error is at most its tolerance; errors are relative to the reference "
-                "unless the reference is 0.</p>" + _html_table(
-                    ["experiment", "check", "value", "reference", "error", "tol.", "result"],
-                    rows, {2, 3, 4, 5}, badge=6) + "</section>")
+            rows.append(([link, *_check_cells(c)], "" if c.passed else "failed"))
+    body.append(f"<section id='checks'><h2>All checks</h2><p class='desc'>{esc(_KINDS_TEXT)} "
+                "In a condition, <code>|a - b| -&gt; e</code> is the distance of the value to "
+                "its reference (relative unless the reference is 0) and <code>a &lt;= b - m"
+                "</code> a bound with a margin.</p>" + _html_table(
+                    ["experiment", *_CHECK_HEADER], rows, {3}, badge=5) + "</section>")
     body.append("<footer>Rerun one experiment at full size with <code>flowjax-lab run NAME</code>;"
                 " change its configuration with <code>--set key=value</code>.</footer></main>")
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -370,8 +391,10 @@ def reproduce(out, *, quick: bool = False, seed: int = 0, names: list[str] | Non
             result = _run_one(name, out, quick=quick, seed=seed, resume=resume)
             results.append(result)
             checks = f"{sum(c.passed for c in result.checks)}/{len(result.checks)} checks"
+            failed = ", ".join(result.failed_checks)
             tqdm.write(f"{_status(result):>7}  {name:<32} {result.seconds:6.1f} s  {checks}"
-                       + (f"  {result.error}" if result.error else ""))
+                       + (f"  {result.error}" if result.error else "")
+                       + (f"  failed: {failed}" if failed else ""))
     except KeyboardInterrupt:
         done = {r.name for r in results}
         results += [_failed(n, NOT_RUN) for n in chosen if n not in done]
@@ -381,9 +404,7 @@ def reproduce(out, *, quick: bool = False, seed: int = 0, names: list[str] | Non
         bar.close()
     summary = _write(results, out, start, quick, seed)
     n = summary.counts()
-    print(f"{n['experiments_passed']}/{n['experiments']} experiments passed, "
-          f"{n['checks_passed']}/{n['checks']} theory checks passed, "
-          f"total run time {summary.seconds:.1f} s (experiments {n['seconds']:.1f} s)")
+    print(f"{_counts_line(n)}, total run time {summary.seconds:.1f} s (experiments {n['seconds']:.1f} s)")
     print(f"report: {out / 'report.html'} and {out / 'report.md'}")
     return summary.passed
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import flowjax_lab as fl
-from flowjax_lab.experiments import Result, _registry, check
+from flowjax_lab.experiments import Result, _registry, close
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,7 @@ def _result(config, variance) -> Result:
     result = Result("toy", dataclasses.asdict(config))
     result.metrics["variance"] = float(variance)
     # The sample variance of 2n standard normals has standard deviation sqrt(2 / (2n)).
-    result.checks.append(check("sample variance vs scale^2", variance, config.scale**2,
+    result.checks.append(close("sample variance vs scale^2", variance, config.scale**2,
                                config.sigmas * np.sqrt(1 / config.n)))
     result.arrays["variance"] = np.asarray(variance)
     return result
@@ -87,6 +87,27 @@ def test_overrides_are_parsed_and_typed(toy):
 def test_unknown_key_names_the_nearest(toy):
     with pytest.raises(ValueError, match="Did you mean 'scale'"):
         fl.experiments.run("toy", scael=2.0)
+
+
+# Fields whose meaning fixes their sign wherever an experiment has them.
+POSITIVE_FIELDS = ("learning_rate", "lr", "steps", "train_steps", "batch", "batch_size", "n",
+                   "n_eval", "n_test", "width", "grid")
+
+
+@pytest.mark.parametrize("name", fl.experiments.names())
+def test_bad_override_values_raise_naming_the_field(name):
+    experiment = fl.experiments.get(name)
+    fields = {f: type(v) for f, _, v in experiment.fields()}
+    numbers = [f for f, kind in fields.items() if kind in (int, float)]
+    for field in numbers:
+        with pytest.raises((TypeError, ValueError), match=field):
+            fl.experiments.run(name, quick=True, **{field: "not a number"})
+    for field in [f for f in numbers if fields[f] is float]:
+        with pytest.raises(ValueError, match=field):
+            fl.experiments.run(name, quick=True, **{field: "nan"})
+    for field in [f for f in POSITIVE_FIELDS if f in fields]:
+        with pytest.raises(ValueError, match=field):
+            fl.experiments.run(name, quick=True, **{field: fields[field](-1)})
 
 
 def test_run_checks_against_theory(toy):

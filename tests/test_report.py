@@ -11,7 +11,7 @@ import pytest
 import flowjax_lab as fl
 from flowjax_lab import report
 from flowjax_lab._plotting import figure
-from flowjax_lab.experiments import Result, _registry, check
+from flowjax_lab.experiments import Result, _registry, close
 
 CALLS = []
 
@@ -41,8 +41,8 @@ def _heat(config, key):
     result = Result("heat", dataclasses.asdict(config))
     cov = fl.metrics.covariance(x1)
     result.metrics["trace"] = float(jnp.trace(cov))
-    result.checks.append(check("covariance vs (1 + 2t) I", cov, (1 + 2 * config.time) * np.eye(2),
-                               8 / np.sqrt(config.n)))
+    result.checks.append(close("covariance vs (1 + 2t) I", cov, (1 + 2 * config.time) * np.eye(2),
+                               8 / np.sqrt(config.n), against="heat flow closed form"))
     fig, axes = figure(2, size=2.5)
     axes[0, 0].scatter(*np.asarray(x0[:300]).T, s=3)
     axes[0, 1].scatter(*np.asarray(x1[:300]).T, s=3, color="C3")
@@ -88,7 +88,23 @@ def test_report_has_every_experiment_figure_and_check(toys, tmp_path, capsys):
     assert "![clouds](heat-a/clouds.png)" in markdown
     assert "| heat-a | covariance vs (1 + 2t) I |" in markdown
     out = capsys.readouterr().out
-    assert "2/3 experiments passed" in out and "total run time" in out
+    assert "2 / 3 experiments passed" in out and "total run time" in out
+    assert "1 / 2 against theory" not in out and "2 / 2 against theory" in out
+    assert "heat flow closed form" in page and "| theory |" in markdown
+
+
+def _unchecked(config, key):
+    return Result("unchecked", dataclasses.asdict(config), metrics={"x": 1.0})
+
+
+def test_a_run_without_checks_fails_the_report(toys, tmp_path):
+    fl.experiments.register("heat-unchecked", theme="transformer dynamics", config=HeatConfig,
+                            description="No checks.")(_unchecked)
+    assert report.reproduce(tmp_path, names=["heat-a", "heat-unchecked"]) is False
+    page = (tmp_path / "report.html").read_text()
+    assert "no checks: the run cannot pass" in page
+    assert "| heat-unchecked | no checks: the run cannot pass |" in (
+        tmp_path / "report.md").read_text()
 
 
 def test_all_passing_is_true_and_resume_reuses_finished_runs(toys, tmp_path):

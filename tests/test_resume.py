@@ -14,7 +14,7 @@ import pytest
 
 import flowjax_lab as fl
 from flowjax_lab import cli
-from flowjax_lab.experiments import Result, _registry, check
+from flowjax_lab.experiments import Result, _registry, close
 
 TARGET = jnp.array([1.0, -2.0, 0.5])
 INTERRUPT = {"after_evaluations": None, "seen": 0}
@@ -48,9 +48,18 @@ def _train(config, key, *, checkpoint=None):
                        checkpoint=checkpoint, resume=checkpoint is not None, progress=False)
     result = Result("train-toy", dataclasses.asdict(config))
     result.metrics["final_loss"] = float(out.losses[-1])
-    result.checks.append(check("weights reach the target", out.model, TARGET, 0.2))
+    result.checks.append(close("weights reach the target", out.model, TARGET, 0.2))
     result.arrays.update({"losses": out.losses, "weights": np.asarray(out.model)})
     return result
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Ctrl-C raises ``KeyboardInterrupt`` during each test, whatever the disposition the test
+    process inherited (a background job starts with SIGINT ignored); restored afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

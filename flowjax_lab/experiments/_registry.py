@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import importlib
 import inspect
+import math
 import pkgutil
 import signal
 import threading
@@ -142,8 +143,16 @@ def coerce_overrides(config_cls: type, overrides: dict, *, label: str | None = N
                 f"Unknown config key {key!r} for {label or config_cls.__qualname__}; "
                 f"valid keys: {', '.join(sorted(fields))}.{hint}"
             )
-        out[key] = _coerce(key, value, getattr(default, key), fields[key])
+        out[key] = _finite(key, _coerce(key, value, getattr(default, key), fields[key]))
     return out
+
+
+def _finite(key, value):
+    """`value`, refused when it is (or holds) a NaN or infinite number."""
+    items = value if isinstance(value, tuple | list) else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+        raise ValueError(f"Config key {key!r} must be finite, got {value!r}.")
+    return value
 
 
 def _type_name(field, default) -> str:
