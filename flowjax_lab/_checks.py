@@ -1,6 +1,6 @@
 """Argument checks shared by every public function.
 
-Three tiers (DESIGN.md rule 5): shapes, names and Python-number values are checked at trace time
+Three tiers (ARCHITECTURE.md, house rule 4): shapes, names and Python-number values are checked at trace time
 and raise ``ValueError``/``TypeError`` naming the argument; values of concrete arrays are checked
 eagerly with NumPy; values of traced arrays are checked with ``equinox.error_if``.
 """
