@@ -105,7 +105,7 @@ def test_bad_override_values_raise_naming_the_field(name):
     for field in [f for f in numbers if fields[f] is float]:
         with pytest.raises(ValueError, match=field):
             fl.experiments.run(name, quick=True, **{field: "nan"})
-    for field in [f for f in POSITIVE_FIELDS if f in fields]:
+    for field in [f for f in POSITIVE_FIELDS if f in numbers]:
         with pytest.raises(ValueError, match=field):
             fl.experiments.run(name, quick=True, **{field: fields[field](-1)})
 
