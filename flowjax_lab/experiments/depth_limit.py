@@ -2,7 +2,8 @@
 the attention ODE at rate O(1/L), for tokens in R^d and on the sphere (layer-norm model).
 
 The parameters depend smoothly on depth, ``Q(t) = (1 + sin(3 t)) Q0``; the ODE reference is
-solved by ``simulate`` with tight tolerances.
+solved by ``simulate`` (adaptive Tsit5) with tight tolerances. The residual network is forward
+Euler on this ODE, so its error must fall like 1/L (slope -1 in log-log).
 """
 
 import dataclasses
@@ -14,8 +15,9 @@ import numpy as np
 from .._plotting import figure
 from .._simulate import simulate
 from ..fields import Attention, residual_transformer
+from ._config import validate
 from ._registry import register
-from ._result import Result, check
+from ._result import Result, close
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,9 +27,19 @@ class Config:
     layers: tuple = (2, 4, 8, 16, 32, 64, 128)
     beta: float = 2.0
 
+    def __post_init__(self):
+        validate(self, positive=("beta",), counts=("n", "d", "layers"))
+
     @classmethod
     def quick(cls):
         return cls(n=32, layers=(8, 32, 128))
+
+
+def _log_slope(layers, errors) -> float:
+    """Least-squares slope of log error against log L (NaN if an error is NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x, y = np.log(layers), np.log(errors)
+        return float(np.sum((x - x.mean()) * y) / np.sum((x - x.mean()) ** 2))
 
 
 @register("depth-limit", theme="transformer dynamics", config=Config,
@@ -51,10 +63,16 @@ def run(config: Config, key) -> Result:
         reference = simulate(field, start, rtol=tol, atol=tol).x1
         errors[name] = np.array([float(jnp.max(jnp.abs(
             residual_transformer(field, start, int(L))[-1] - reference))) for L in layers])
-        slopes[name] = float(np.polyfit(np.log(layers), np.log(errors[name]), 1)[0])
+        slopes[name] = _log_slope(layers, errors[name])
 
     result = Result("depth-limit", dataclasses.asdict(config))
-    result.checks += [check(f"order in 1/L ({name})", -slopes[name], 1.0, 0.15, relative=False)
+    # Euler's error is C/L + D/L^2 + ...: the fitted slope departs from -1 by the second-order
+    # term. Allowing it to reach 25% of the first at the smallest L shifts a local slope by up to
+    # log(1.25) / log(4) ~ 0.16 over a factor 4 in L (less for the larger L): tolerance 0.15.
+    result.checks += [close(f"error order in 1/L ({name}, fitted slope)", slopes[name], -1.0,
+                            0.15, relative=False,
+                            against="forward Euler is first order (slope -1) against an adaptive "
+                                    "Tsit5 solve at tolerance 1e-9 (1e-6 in float32)")
                       for name in errors]
     result.metrics.update({f"slope_{name}": s for name, s in slopes.items()})
     result.metrics.update({f"error_{name}_L{int(L)}": float(e) for name in errors
