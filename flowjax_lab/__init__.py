@@ -1,11 +1,12 @@
 """flowjax_lab: particle clouds moved by vector fields, checked against theory.
 
-The public surface; see DESIGN.md for the data flow.
+The public surface; ARCHITECTURE.md describes the data flow and the layers.
 """
 
 from . import (
     clustering as clustering,
     datasets as datasets,
+    diffusion as diffusion,
     experiments as experiments,
     fields as fields,
     flows as flows,

@@ -15,6 +15,13 @@ from ._bures import (
     bures_monge_map as bures_monge_map,
     bures_w2_squared as bures_w2_squared,
 )
+from ._diffusion import (
+    DIFFUSION_SAMPLERS as DIFFUSION_SAMPLERS,
+    diffusion_covariance as diffusion_covariance,
+    diffusion_sampler_covariance as diffusion_sampler_covariance,
+    gaussian_mixture_score as gaussian_mixture_score,
+    gaussian_score as gaussian_score,
+)
 from ._flow_matching import (
     flow_matching_gaussian as flow_matching_gaussian,
     flow_matching_map as flow_matching_map,
