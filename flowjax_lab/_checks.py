@@ -1,8 +1,8 @@
 """Argument checks shared by every public function.
 
-Three tiers (ARCHITECTURE.md, house rule 4): shapes, names and Python-number values are checked at trace time
-and raise ``ValueError``/``TypeError`` naming the argument; values of concrete arrays are checked
-eagerly with NumPy; values of traced arrays are checked with ``equinox.error_if``.
+Three tiers (ARCHITECTURE.md, house rule 4): shapes, names and Python-number values are checked at
+trace time and raise ``ValueError``/``TypeError`` naming the argument; values of concrete arrays
+are checked eagerly with NumPy; values of traced arrays are checked with ``equinox.error_if``.
 """
 
 import difflib

@@ -135,7 +135,8 @@ def write_markdown(summary: _Summary, out: Path) -> None:
     n = summary.counts()
     lines = [
         "# flowjax_lab: reproduced results", "",
-        f"**{_counts_line(n)}**, run time of the experiments {n['seconds']:.0f} s ({summary.environment()}).", "",
+        f"**{_counts_line(n)}**, run time of the experiments {n['seconds']:.0f} s "
+        f"({summary.environment()}).", "",
     ]
     for theme, chosen in summary.by_theme():
         lines += [f"## {_theme_title(theme)}", ""]
@@ -404,7 +405,8 @@ def reproduce(out, *, quick: bool = False, seed: int = 0, names: list[str] | Non
         bar.close()
     summary = _write(results, out, start, quick, seed)
     n = summary.counts()
-    print(f"{_counts_line(n)}, total run time {summary.seconds:.1f} s (experiments {n['seconds']:.1f} s)")
+    print(f"{_counts_line(n)}, total run time {summary.seconds:.1f} s "
+          f"(experiments {n['seconds']:.1f} s)")
     print(f"report: {out / 'report.html'} and {out / 'report.md'}")
     return summary.passed
 
