@@ -5,6 +5,12 @@ to a rotated anisotropic Gaussian, with a Sinkhorn-divergence loss (``learn.fit`
 Reported: the divergence to fresh target samples before and after training, the Bures distance
 between the transported and target covariances, and the in-context map ``T_theta(alpha, x)`` of
 a grid of query tokens given the source cloud as context.
+
+Margins: the trained model must beat the untrained one on the same held-out clouds by 3 standard
+deviations of the difference. Over 20 draws of the evaluation clouds (quick training), the
+difference of the divergences had a standard deviation of 0.073 at `evaluation_n` = 256 and 0.047
+at 512, about ``1.1 / sqrt(evaluation_n)``; that of the Bures distances about
+``1.0 / sqrt(evaluation_n)``; both differences averaged 0.34 at 512, 7 such deviations.
 """
 
 import dataclasses
@@ -19,9 +25,14 @@ from .. import transport
 from .._plotting import covariance_ellipse, figure
 from ..learn import DepthControl, depth_control_loss, fit
 from ..measures import Gaussian
+from ._config import validate
 from ._registry import register
-from ._result import Result, check
+from ._result import Result, better, fit_ok
 from ._training import chunk_size
+
+# standard deviations of (untrained - trained) held-out values times sqrt(evaluation_n), see above
+DIVERGENCE_SPREAD = 1.1
+BURES_SPREAD = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +45,13 @@ class Config:
     rotation: float = 0.6
     evaluation_n: int = 512
 
+    def __post_init__(self):
+        validate(self, positive=("learning_rate", "eigenvalues"), nonnegative=("rotation",),
+                 counts=("n", "layers", "steps", "evaluation_n"))
+
     @classmethod
     def quick(cls):
-        return cls(n=64, steps=150, evaluation_n=256)
+        return cls(n=64, steps=150)
 
 
 def _target_cov(config, dtype):
@@ -65,11 +80,15 @@ def _setup(config: Config, k_init, k_eval):
 def _measure(model: DepthControl, x_eval, y_eval, cov1, grid):
     """The transported cloud, its Sinkhorn divergence to the target samples, the Bures distance
     of its covariance to the target's, and the in-context map on `grid` (one compilation, for
-    the model before and after training)."""
+    the model before and after training). A non-finite transported cloud gives NaN numbers (the
+    divergence is computed on a stand-in cloud, since Sinkhorn refuses NaN)."""
     moved = model(x_eval)
+    finite = jnp.all(jnp.isfinite(moved))
+    nan = jnp.asarray(jnp.nan, moved.dtype)
+    divergence = transport.sinkhorn_divergence(jnp.where(finite, moved, y_eval), y_eval)
     moved_cov = jnp.cov(moved.T).astype(moved.dtype)
     zero = jnp.zeros(2, moved.dtype)
-    return {"divergence": transport.sinkhorn_divergence(moved, y_eval), "moved": moved,
+    return {"divergence": jnp.where(finite, divergence, nan), "moved": moved,
             "bures": transport.gaussian_w2(zero, moved_cov, zero, cov1),
             "in_context": model.in_context(x_eval[:128], grid)}
 
@@ -86,27 +105,33 @@ def run(config: Config, key, checkpoint=None) -> Result:
     grid = np.stack(np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-2, 2, 7)),
                     axis=-1).reshape(-1, 2).astype(dtype)
 
-    before = float(_measure(model, x_eval, y_eval, cov1, grid)["divergence"])
+    untrained = _measure(model, x_eval, y_eval, cov1, grid)
+    before, bures_before = float(untrained["divergence"]), float(untrained["bures"])
     trained = fit(loss, model, optax.adam(config.learning_rate), k_fit, steps=config.steps,
                   chunk=chunk_size(config.steps, 50), checkpoint=checkpoint,
                   resume=checkpoint is not None, progress=False)
     out = {k: np.asarray(v) for k, v in
            _measure(trained.model, x_eval, y_eval, cov1, grid).items()}
-    after, bures, bures0 = float(out["divergence"]), float(out["bures"]), float(bures0)
+    after, bures = float(out["divergence"]), float(out["bures"])
     moved, mapped = out["moved"], out["in_context"]
     x_eval, y_eval, cov1 = np.asarray(x_eval), np.asarray(y_eval), np.asarray(cov1)
+    noise = 3 / np.sqrt(config.evaluation_n)  # 3 standard deviations over the spreads above
 
     result = Result("depth-control", dataclasses.asdict(config))
     result.checks += [
-        check("Sinkhorn divergence reduced >= 5x", float(after <= before / 5), 1.0, 0.0,
-              relative=False),
-        check("Bures W2^2(moved cov, target) reduced >= 5x", float(bures <= bures0 / 5), 1.0,
-              0.0, relative=False),
-        check("training loss finite", float(np.all(np.isfinite(trained.losses))), 1.0, 0.0,
-              relative=False),
+        fit_ok("training", trained),
+        better("held-out Sinkhorn divergence to the target: trained vs untrained", after, before,
+               margin=noise * DIVERGENCE_SPREAD,
+               against="the same model before training, on the same fresh source and target "
+                       "samples"),
+        better("Bures W2^2 of the transported covariance to the target: trained vs untrained",
+               bures, bures_before, margin=noise * BURES_SPREAD,
+               against="the same model before training (closed-form Gaussian W2 of the "
+                       "covariances)"),
     ]
     result.metrics.update({"divergence_before": before, "divergence_after": after,
-                           "bures_w2_sq_before": bures0, "bures_w2_sq_after": bures,
+                           "bures_w2_sq_source": float(bures0),
+                           "bures_w2_sq_before": bures_before, "bures_w2_sq_after": bures,
                            "final_loss": float(np.mean(trained.losses[-10:]))})
     result.arrays.update({"losses": trained.losses, "moved": moved, "target": y_eval,
                           "grid": grid, "in_context": mapped, "Q": trained.model.Q,

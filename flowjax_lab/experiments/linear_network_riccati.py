@@ -4,6 +4,14 @@ The neuron second moment of the particle system obeys ``theory.linear_network_co
 exactly from its own initial value, so the error to the population ODE (started from the
 Gaussian's covariance) is the initial Monte Carlo error, transported: it shrinks like
 ``n^{-1/2}``. The predictor converges to the least-squares solution ``Syz Szz^{-1}``.
+
+Tolerances: the error of one run (max over t of ``|Sigma_n(t) - Sigma(t)|_F``) has a coefficient
+of variation of at most 0.4 (measured over 16 runs at each n from 25 to 6400), so the log of a
+mean of R runs has a standard deviation of about ``0.4 / sqrt(R)``, and the least-squares slope
+over the widths that divided by ``sqrt(sum (log n - mean)^2)``: the slope check allows 5 of
+them. The population predictor reaches ``Syz Szz^{-1}`` at a rate of about 0.72 (relative error
+1.5e-7 at t = 20); its check (1e-4) needs t1 >= 15 and, at t1 = 20, leaves room for a Monte
+Carlo slow-down of the rate to 0.46.
 """
 
 import dataclasses
@@ -17,8 +25,11 @@ from .._plotting import figure
 from .._simulate import simulate
 from ..fields import LinearNetworkField
 from ..measures import Gaussian
+from ._config import validate
 from ._registry import register
-from ._result import Result, check
+from ._result import Result, close
+
+RUN_SPREAD = 0.4  # coefficient of variation of one run's error (see the module docstring)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +39,12 @@ class Config:
     init_scale: float = 0.3
     t1: float = 20.0
     saved_times: int = 41
+
+    def __post_init__(self):
+        validate(self, positive=("init_scale", "t1"), counts=("widths", "repeats", "saved_times"))
+        if len(set(self.widths)) < 2:
+            raise ValueError(f"config field 'widths' of linear-network-riccati must hold at least "
+                             f"two distinct widths (for the slope), got {self.widths!r}.")
 
     @classmethod
     def quick(cls):
@@ -54,7 +71,7 @@ def run(config: Config, key) -> Result:
     risk = lambda m: 0.5 * jnp.trace(m @ szz @ m.T) - jnp.sum(syz * m)
     theory_risk = np.asarray(jax.vmap(lambda s: risk(s[3:, :3]))(reference))
 
-    errors, own_errors, curves = [], [], {}
+    errors, own_errors, predictor_errors, curves = [], [], [], {}
     for width in config.widths:
         errs = []
         for k in jax.random.split(jax.random.fold_in(key, width), config.repeats):
@@ -64,24 +81,35 @@ def run(config: Config, key) -> Result:
             errs.append(float(jnp.max(jnp.linalg.norm(moments - reference, axis=(1, 2)))))
             own = theory.linear_network_covariance(x0.T @ x0 / width, szz, syz, ts)
             own_errors.append(float(jnp.max(jnp.abs(moments - own))))
+            predictor_errors.append(float(jnp.linalg.norm(field.predictor(xs[-1]) - least_squares)
+                                          / jnp.linalg.norm(least_squares)))
             curves.setdefault(width, np.asarray(jax.vmap(field.risk)(xs)))
         errors.append(float(np.mean(errs)))
-    slope = float(np.polyfit(np.log(config.widths), np.log(errors), 1)[0])
-    final_m = field.predictor(xs[-1])
+    log_widths = np.log(np.array(config.widths, float))
+    finite = bool(np.all(np.isfinite(errors)))  # polyfit raises on NaN: a NaN slope fails instead
+    slope = float(np.polyfit(log_widths, np.log(errors), 1)[0]) if finite else float("nan")
+    slope_sigma = RUN_SPREAD / np.sqrt(config.repeats) / np.linalg.norm(
+        log_widths - log_widths.mean())
 
     result = Result("linear-network-riccati", dataclasses.asdict(config))
     result.checks += [
-        check("particles vs ODE from their own moments", max(own_errors), 0.0, 1e-5,
-              relative=False),
-        check("log-log slope of error vs width (Monte Carlo: -1/2)", slope, -0.5, 0.15,
-              relative=False),
-        check("theory predictor at t1 vs Syz Szz^-1", reference[-1][3:, :3], least_squares,
-              1e-3),
-        check("particle predictor at t1 vs Syz Szz^-1", final_m, least_squares, 1e-3),
+        # both solvers run at rtol = atol = 1e-8; in float32 the ~300 steps add rounding of
+        # |Sigma| eps ~ 3e-7 each, as a random walk ~ 5e-6: 1e-5 covers either dtype
+        close("particle moments vs Riccati ODE from their own initial moments",
+              np.max(own_errors), 0.0, 1e-5, relative=False,
+              against="theory.linear_network_covariance (diffrax Tsit5 solve of the closure)"),
+        close("log-log slope of error to the population ODE vs width", slope, -0.5,
+              5 * slope_sigma, relative=False,
+              against="Monte Carlo rate n^-1/2 (errors to theory.linear_network_covariance "
+                      "from the Gaussian's covariance)"),
+        close("particle predictor at t1 vs Syz Szz^-1 (max over runs)",
+              np.max(predictor_errors), 0.0, 1e-4, relative=False,
+              against="least-squares solution Syz Szz^-1 (closed form)"),
     ]
     result.metrics.update({f"error_width_{w}": e for w, e in zip(config.widths, errors,
                                                                  strict=True)})
     result.metrics["slope"] = slope
+    result.metrics["max_predictor_error"] = float(np.max(predictor_errors))
     result.arrays.update({"ts": ts, "widths": np.array(config.widths),
                           "errors": np.array(errors), "theory_risk": theory_risk})
 

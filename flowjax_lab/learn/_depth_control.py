@@ -83,12 +83,18 @@ def in_context_map(field: Attention, alpha, x, *, t0=0.0, t1=1.0, steps: int = 1
 def depth_control_loss(source: Callable, target: Callable, n: int, *, epsilon=None,
                        threshold=1e-3) -> Callable:
     """``loss(model, key)``: the Sinkhorn divergence between ``model(source(k1, n))`` and
-    ``target(k2, n)``, for [`learn.fit`][]. `source`, `target`: ``(key, n) -> (n, d)``."""
+    ``target(k2, n)``, for [`learn.fit`][]. `source`, `target`: ``(key, n) -> (n, d)``.
+
+    Tokens that blew up (NaN or inf) give a NaN loss, so that ``fit`` stops with status
+    "nonfinite" (the Sinkhorn solver, which refuses such clouds, sees a stand-in)."""
     n = _checks.positive_int(n, "n", minimum=2)
 
     def loss(model: DepthControl, key) -> Scalar:
         k1, k2 = jax.random.split(key)
-        moved = model(source(k1, n))
-        return sinkhorn_divergence(moved, target(k2, n), epsilon=epsilon, threshold=threshold)
+        moved, aim = model(source(k1, n)), target(k2, n)
+        finite = jnp.all(jnp.isfinite(moved))
+        value = sinkhorn_divergence(jnp.where(finite, moved, aim), aim, epsilon=epsilon,
+                                    threshold=threshold)
+        return jnp.where(finite, value, jnp.nan)
 
     return loss
