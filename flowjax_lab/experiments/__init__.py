@@ -17,7 +17,6 @@ from ._result import (
     at_least as at_least,
     at_most as at_most,
     better as better,
-    check as check,
     close as close,
     combine_seeds as combine_seeds,
     fit_ok as fit_ok,

@@ -233,5 +233,3 @@ def combine_seeds(results: list[Result], seeds: list[int]) -> Result:
         out.arrays[key] = np.stack(stack) if len(shapes) == 1 else np.asarray(value)
     return out
 
-
-check = close  # TRANSITIONAL: removed once every experiment uses the vocabulary above
