@@ -16,6 +16,7 @@ from . import (
     theory as theory,
     transport as transport,
 )
+from ._reproduce import reproduce as reproduce
 from ._simulate import simulate as simulate
 from ._simulate_sde import simulate_sde as simulate_sde
 from ._trajectory import Status as Status, Trajectory as Trajectory

@@ -1,10 +1,7 @@
 """The ``flowjax-lab`` command: list, run and reproduce experiments."""
 
 import argparse
-import dataclasses
-import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -80,38 +77,29 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from . import experiments
-    from .experiments._io import CHECKPOINT, run_config, write_json
+    from .experiments._io import CHECKPOINT
 
     experiment = _user_errors(experiments.get, args.name)
     overrides = _user_errors(experiment.coerce, _parse_sets(args.set))
-    config = _user_errors(experiment.make_config, quick=args.quick, **overrides)
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}.")
-    seeds = list(range(args.seed, args.seed + args.seeds))
     folder = Path(args.out) / experiment.name
-    expected = run_config(experiment.name, dataclasses.asdict(config), seeds)
-    if args.resume:
-        if not experiment.resumable:
-            raise UserError(f"{experiment.name!r} does not train, so it has no checkpoint to "
-                            "resume; run it without --resume.")
-        _check_resumable(folder, expected)
-    else:
-        shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
+    if args.resume and not experiment.resumable:
+        raise UserError(f"{experiment.name!r} does not train, so it has no checkpoint to "
+                        "resume; run it without --resume.")
+    if args.resume and not (folder / "config.json").exists():
+        print(f"flowjax-lab: no run to resume in {folder}; starting a new one.", file=sys.stderr)
     try:
-        (folder / "metrics.json").unlink(missing_ok=True)  # present only for a finished run
-        write_json(folder / "config.json", expected)
-    except OSError as err:
-        raise UserError(f"cannot write the run folder {folder}: {err}") from err
-    try:
-        result = experiments.run(experiment.name, quick=args.quick, seed=args.seed,
-                                 seeds=args.seeds if args.seeds > 1 else None,
-                                 checkpoint=folder / CHECKPOINT, **overrides)
+        result = _user_errors(experiments.run_into, args.out, experiment.name, quick=args.quick,
+                              seed=args.seed, seeds=args.seeds, overrides=overrides,
+                              resume=args.resume)
     except KeyboardInterrupt:
         if experiment.resumable:
             print(f"flowjax-lab: interrupted; the checkpoint is in {folder / CHECKPOINT}. "
                   "Continue with the same command and --resume.", file=sys.stderr)
         raise
-    experiments.save_run(result, folder)
+    except OSError as err:
+        raise UserError(f"cannot write the run folder {folder}: {err}") from err
     print(result.table())
     if result.traceback:
         print(result.traceback, file=sys.stderr)
@@ -119,33 +107,17 @@ def cmd_run(args) -> int:
     return 0 if result.passed else 1
 
 
-def _check_resumable(folder: Path, expected: dict) -> None:
-    """Refuse to resume a folder saved with another config, seed or dtype."""
-    path = folder / "config.json"
-    if not path.exists():
-        print(f"flowjax-lab: no run to resume in {folder}; starting a new one.", file=sys.stderr)
-        return
-    saved = json.loads(path.read_text())
-    expected = json.loads(json.dumps(expected))
-    if saved != expected:
-        diff = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in expected.items()
-                if saved.get(k) != v and k != "config"]
-        diff += [f"{k}: saved {saved.get('config', {}).get(k)!r}, now {v!r}"
-                 for k, v in expected["config"].items() if saved.get("config", {}).get(k) != v]
-        raise UserError(f"cannot resume {folder}: it was run with other settings ("
-                        + "; ".join(diff) + "). Use the same options, or drop --resume.")
-
-
 def cmd_reproduce(args) -> int:
-    from . import experiments, report
+    from . import experiments
+    from ._reproduce import reproduce
 
     names = None
     if args.only:
         names = [_user_errors(experiments.get, n.strip()).name
                  for n in args.only.split(",") if n.strip()]
     try:
-        passed = report.reproduce(Path(args.out), quick=args.quick, seed=args.seed, names=names,
-                                  resume=args.resume)
+        passed = reproduce(Path(args.out), quick=args.quick, seed=args.seed, names=names,
+                           resume=args.resume)
     except OSError as err:
         raise UserError(f"cannot write the report in {args.out}: {err}") from err
     return 0 if passed else 1

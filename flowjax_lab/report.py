@@ -1,4 +1,5 @@
-"""``reproduce``: run every registered experiment and write report.md and report.html.
+"""The report of a set of runs: ``report.md`` and ``report.html`` (it renders; running is
+``experiments.run_all`` and ``flowjax_lab.reproduce``).
 
 The report is built from the run folders on disk (``OUT/<name>/metrics.json`` and its PNGs), so
 it always shows what was saved. ``report.html`` is self-contained: figures are embedded as
@@ -9,19 +10,14 @@ import base64
 import dataclasses
 import datetime
 import html
-import json
 import platform
-import shutil
-import time
-import traceback
+import warnings
 from pathlib import Path
 
 import jax
-from tqdm.auto import tqdm
 
 from . import experiments
 from ._atomic import write_atomic
-from .experiments._io import CHECKPOINT, load_run, png_bytes, run_config, save_run
 from .experiments._result import Result
 
 NOT_RUN = "not run: interrupted"
@@ -44,7 +40,7 @@ def _anchor(name: str) -> str:
 
 
 @dataclasses.dataclass
-class _Summary:
+class Summary:
     results: list[Result]
     seconds: float
     quick: bool
@@ -118,7 +114,7 @@ def _no_check(r: Result) -> str:
     return f"run failed: {r.error}" if r.error else "no checks: the run cannot pass"
 
 
-def _counts_line(n: dict) -> str:
+def counts_line(n: dict) -> str:
     return (f"{n['experiments_passed']} / {n['experiments']} experiments passed, "
             f"{n['checks_passed']} / {n['checks']} checks passed "
             f"({n['theory_checks_passed']} / {n['theory_checks']} against theory)")
@@ -130,12 +126,12 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
             + ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows] + [""])
 
 
-def write_markdown(summary: _Summary, out: Path) -> None:
+def write_markdown(summary: Summary, out: Path) -> None:
     """``out/report.md``: figures linked to the PNGs in the run folders."""
     n = summary.counts()
     lines = [
         "# flowjax_lab: reproduced results", "",
-        f"**{_counts_line(n)}**, run time of the experiments {n['seconds']:.0f} s "
+        f"**{counts_line(n)}**, run time of the experiments {n['seconds']:.0f} s "
         f"({summary.environment()}).", "",
     ]
     for theme, chosen in summary.by_theme():
@@ -274,7 +270,7 @@ def _html_experiment(r: Result) -> str:
     return "".join(parts)
 
 
-def write_html(summary: _Summary, out: Path) -> None:
+def write_html(summary: Summary, out: Path) -> None:
     """``out/report.html``: one self-contained page."""
     esc = html.escape
     n = summary.counts()
@@ -335,84 +331,18 @@ def write_html(summary: _Summary, out: Path) -> None:
     write_atomic(out / "report.html", page.encode())
 
 
-def _failed(name: str, message: str, trace: str | None = None) -> Result:
-    return Result(name, {}, error=message, traceback=trace)
-
-
-def _saved_matches(folder: Path, expected: dict) -> bool:
-    try:
-        saved = json.loads((folder / "config.json").read_text())
-        return (folder / "metrics.json").exists() and saved == json.loads(json.dumps(expected))
-    except (OSError, ValueError):
-        return False
-
-
-def _run_one(name: str, out: Path, *, quick: bool, seed: int, resume: bool) -> Result:
-    """Run `name` into ``out/name`` (or load it when `resume` finds it finished already)."""
-    folder = out / name
-    try:
-        experiment = experiments.get(name)
-        config = dataclasses.asdict(experiment.make_config(quick=quick))
-    except Exception as err:  # a broken config is reported, not raised
-        return _failed(name, f"{type(err).__name__}: {err}", traceback.format_exc())
-    if resume and _saved_matches(folder, run_config(name, config, [seed])):
-        return load_run(folder)
-    if not resume:
-        shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
-    result = experiments.run(name, quick=quick, seed=seed, checkpoint=folder / CHECKPOINT)
-    try:
-        result.figures = {k: png_bytes(f) for k, f in result.figures.items()}
-    except Exception as err:
-        result.error = f"figure failed: {type(err).__name__}: {err}"
-        result.traceback, result.figures = traceback.format_exc(), {}
-    save_run(result, folder)
-    return result
-
-
-def reproduce(out, *, quick: bool = False, seed: int = 0, names: list[str] | None = None,
-              resume: bool = False) -> bool:
-    """Run every registered experiment (or `names`), save each run folder in `out`, and write
-    ``out/report.html`` and ``out/report.md``; True when every run finished and every check
-    passed.
-
-    A failing experiment is reported and the others go on. With `resume`, finished runs with the
-    same config are read back and training runs continue from their checkpoints. Ctrl-C writes
-    the report of what finished and raises ``KeyboardInterrupt``.
-    """
-    out = Path(out)
-    start = time.perf_counter()
-    chosen = experiments.names() if names is None else [experiments.get(n).name for n in names]
-    results = [] if names is not None else [
-        _failed(f"{module} (module)", "ImportError: the module failed to import.", trace)
-        for module, trace in experiments.broken().items()]
-    bar = tqdm(chosen, desc="reproduce", unit="exp", dynamic_ncols=True)
-    try:
-        for name in bar:
-            bar.set_postfix_str(name)
-            result = _run_one(name, out, quick=quick, seed=seed, resume=resume)
-            results.append(result)
-            checks = f"{sum(c.passed for c in result.checks)}/{len(result.checks)} checks"
-            failed = ", ".join(result.failed_checks)
-            tqdm.write(f"{_status(result):>7}  {name:<32} {result.seconds:6.1f} s  {checks}"
-                       + (f"  {result.error}" if result.error else "")
-                       + (f"  failed: {failed}" if failed else ""))
-    except KeyboardInterrupt:
-        done = {r.name for r in results}
-        results += [_failed(n, NOT_RUN) for n in chosen if n not in done]
-        _write(results, out, start, quick, seed)
-        raise
-    finally:
-        bar.close()
-    summary = _write(results, out, start, quick, seed)
-    n = summary.counts()
-    print(f"{_counts_line(n)}, total run time {summary.seconds:.1f} s "
-          f"(experiments {n['seconds']:.1f} s)")
-    print(f"report: {out / 'report.html'} and {out / 'report.md'}")
-    return summary.passed
-
-
-def _write(results, out: Path, start: float, quick: bool, seed: int) -> _Summary:
-    summary = _Summary(results, time.perf_counter() - start, quick, seed)
-    write_markdown(summary, out)
-    write_html(summary, out)
+def write(results: list[Result], out, *, seconds: float, quick: bool, seed: int) -> Summary:
+    """Write ``out/report.md`` and ``out/report.html`` for `results` (run folders in `out`)."""
+    summary = Summary(results, seconds, quick, seed)
+    write_markdown(summary, Path(out))
+    write_html(summary, Path(out))
     return summary
+
+
+def __getattr__(name: str):
+    if name == "reproduce":  # moved in 0.2: the report only renders
+        warnings.warn("flowjax_lab.report.reproduce is deprecated; use flowjax_lab.reproduce.",
+                      DeprecationWarning, stacklevel=2)
+        from ._reproduce import reproduce
+        return reproduce
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

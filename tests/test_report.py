@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import flowjax_lab as fl
-from flowjax_lab import report
 from flowjax_lab._plotting import figure
 from flowjax_lab.experiments import Result, _registry, close
 
@@ -71,7 +70,7 @@ def toys():
 
 
 def test_report_has_every_experiment_figure_and_check(toys, tmp_path, capsys):
-    passed = report.reproduce(tmp_path, names=toys)
+    passed = fl.reproduce(tmp_path, names=toys)
     assert passed is False  # heat-broken raised
     assert len(CALLS) == 3  # ... and the others still ran
     page = (tmp_path / "report.html").read_text()
@@ -100,7 +99,7 @@ def _unchecked(config, key):
 def test_a_run_without_checks_fails_the_report(toys, tmp_path):
     fl.experiments.register("heat-unchecked", theme="transformer dynamics", config=HeatConfig,
                             description="No checks.")(_unchecked)
-    assert report.reproduce(tmp_path, names=["heat-a", "heat-unchecked"]) is False
+    assert fl.reproduce(tmp_path, names=["heat-a", "heat-unchecked"]) is False
     page = (tmp_path / "report.html").read_text()
     assert "no checks: the run cannot pass" in page
     assert "| heat-unchecked | no checks: the run cannot pass |" in (
@@ -108,9 +107,9 @@ def test_a_run_without_checks_fails_the_report(toys, tmp_path):
 
 
 def test_all_passing_is_true_and_resume_reuses_finished_runs(toys, tmp_path):
-    assert report.reproduce(tmp_path, names=["heat-a", "heat-z"]) is True
+    assert fl.reproduce(tmp_path, names=["heat-a", "heat-z"]) is True
     first = (tmp_path / "heat-a" / "metrics.json").read_text()
-    assert report.reproduce(tmp_path, names=["heat-a", "heat-z"], resume=True) is True
+    assert fl.reproduce(tmp_path, names=["heat-a", "heat-z"], resume=True) is True
     assert len(CALLS) == 2  # nothing ran again
     assert (tmp_path / "heat-a" / "metrics.json").read_text() == first
     assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
@@ -122,7 +121,23 @@ def test_ctrl_c_writes_the_report_of_what_finished(toys, tmp_path):
                                 "Stop", [("interrupt", bool, True)], bases=(HeatConfig,),
                                 frozen=True), description="Ctrl-C here.")(_heat)
     with pytest.raises(KeyboardInterrupt):
-        report.reproduce(tmp_path, names=["heat-a", "heat-stop", "heat-z"])
+        fl.reproduce(tmp_path, names=["heat-a", "heat-stop", "heat-z"])
     page = (tmp_path / "report.html").read_text()
     assert "not run: interrupted" in page and page.count("data:image/png;base64,") == 1
     assert not (tmp_path / "heat-z").exists()
+
+
+def test_old_report_reproduce_still_works_with_a_deprecation_warning(toys, tmp_path):
+    from flowjax_lab import report
+
+    with pytest.warns(DeprecationWarning, match="flowjax_lab.reproduce"):
+        old = report.reproduce
+    assert old is fl.reproduce
+
+
+def test_resume_of_a_folder_run_with_other_settings_is_reported_not_rerun(toys, tmp_path):
+    fl.experiments.run_into(tmp_path, "heat-a", overrides={"n": 300})
+    first = (tmp_path / "heat-a" / "metrics.json").read_text()
+    assert fl.reproduce(tmp_path, names=["heat-a", "heat-z"], resume=True) is False
+    assert "other settings" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "heat-a" / "metrics.json").read_text() == first

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from test_report import toys  # noqa: F401  (the fixture)
 
-from flowjax_lab import report
+import flowjax_lab as fl
 
 # $FLOWJAX_LAB_BROWSER, else the first Chromium-family browser on the PATH.
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -22,7 +22,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium-family browser (apt-get install "
                     "chromium, or set FLOWJAX_LAB_BROWSER)")
 def test_report_renders_with_every_figure_loaded(toys, tmp_path):  # noqa: F811
-    report.reproduce(tmp_path / "out", names=["heat-a", "heat-z", "heat-broken"])
+    fl.reproduce(tmp_path / "out", names=["heat-a", "heat-z", "heat-broken"])
     url = (tmp_path / "out" / "report.html").as_uri()
     dom = subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile1'}", "--dump-dom", url],

@@ -22,3 +22,4 @@ from ._result import (
     fit_ok as fit_ok,
     holds as holds,
 )
+from ._run_folder import run_all as run_all, run_into as run_into
