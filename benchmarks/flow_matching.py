@@ -10,6 +10,9 @@
    epsilon = 2 sigma^2 with sigma = 1; also with ``momentum=1.5`` through
    ``transport.minibatch_coupling``), torchcfm's ``OTPlanSampler`` when importable.
    Baseline: ours exact.
+3. The exact coupling alone at n = 256 and 1024: ``transport.linear_assignment`` (auction in XLA)
+   vs scipy's Hungarian through ``pure_callback`` vs POT ``ot.emd`` when importable.
+   Baseline: the auction.
 Float32. Peers are measured only when torch and torchcfm import; nothing is installed here.
 """
 
@@ -152,6 +155,45 @@ def _coupling_rows(quick, repeats):
     return rows
 
 
+def _assignment_rows(quick, repeats):
+    """The exact coupling alone at n = 256 and 1024 (8gaussians -> moons, squared distances):
+    ``transport.linear_assignment`` (auction in XLA) vs scipy's Hungarian through the
+    ``pure_callback`` of ``transport.optimal_permutation`` vs POT ``ot.emd`` (float64, as
+    torchcfm calls it). Baseline: ours in XLA. Each row records the cost of its permutation."""
+    import numpy as np
+
+    from flowjax_lab.transport._assignment import squared_distances
+
+    out = []
+    for n in (64,) if quick else (256, 1024):
+        group, sizes = f"exact coupling n={n}", {"n": n, "d": 2}
+        x0 = fl.datasets.sample("8gaussians", jax.random.key(4), n, dtype=jnp.float32)
+        x1 = fl.datasets.sample("moons", jax.random.key(5), n, dtype=jnp.float32)
+        auction = jax.jit(lambda a, b: fl.transport.linear_assignment(
+            squared_distances(a, b)).permutation)
+        hungarian = jax.jit(fl.transport.optimal_permutation)
+        fns = {"ours in XLA (auction)": lambda: auction(x0, x1),
+               "ours scipy callback (Hungarian)": lambda: hungarian(x0, x1)}
+        syncs, cost = {}, np.asarray(squared_distances(x0, x1), np.float64)
+        try:
+            import ot
+
+            weights = np.full(n, 1.0 / n)
+            fns["POT ot.emd (float64)"] = lambda: ot.emd(weights, weights, cost).argmax(1)
+            syncs["POT ot.emd (float64)"] = lambda o: o
+        except ImportError:
+            out.append(H.skipped(group=group, name="exact coupling", impl="POT ot.emd",
+                                 sizes=sizes, dtype="float32", why="POT not installed"))
+        for impl, (timing, perm) in H.time_interleaved(fns, repeats=repeats,
+                                                       syncs=syncs).items():
+            value = float(cost[np.arange(n), np.asarray(perm)].sum())
+            out.append(H.row(group=group, name="exact coupling", impl=impl, timing=timing,
+                             sizes=sizes, dtype="float32", baseline=impl.startswith("ours in"),
+                             extra={"assignment_cost": value}))
+    return out
+
+
 def rows(quick: bool, repeats: int | None = None) -> list[dict]:
     repeats = repeats or (3 if quick else 5)
-    return _train_rows(quick, repeats) + _coupling_rows(quick, repeats)
+    return (_train_rows(quick, repeats) + _coupling_rows(quick, repeats)
+            + _assignment_rows(quick, repeats))

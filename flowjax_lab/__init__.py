@@ -19,7 +19,8 @@ from . import (
 from ._reproduce import reproduce as reproduce
 from ._simulate import simulate as simulate
 from ._simulate_sde import simulate_sde as simulate_sde
-from ._trajectory import Status as Status, Trajectory as Trajectory
+from ._status import Status as Status
+from ._trajectory import Trajectory as Trajectory
 from .measures import Empirical as Empirical, Gaussian as Gaussian
 
 __version__ = "0.1.0"

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from . import _checks
 from ._solvers import FIXED_STEP_ONLY, evaluations_per_step, ode_solver
-from ._trajectory import Status, Trajectory, finite_status
+from ._status import finite_status, from_diffrax, raise_if_failed
+from ._trajectory import Trajectory
 
 ADJOINTS: dict[str, Callable[[], dfx.AbstractAdjoint]] = {
     "recursive": dfx.RecursiveCheckpointAdjoint,
@@ -118,12 +119,6 @@ def _solve(field, x0, logp0, noise, t0, t1, ts, solver, steps, rtol, atol, args,
         stepsize_controller=controller, adjoint=adjoint, max_steps=max_steps, throw=False,
     )
     xs, logp = (sol.ys, None) if log_density is None else sol.ys
-    status = jnp.where(
-        sol.result == dfx.RESULTS.successful,
-        Status.SUCCESS,
-        jnp.where(sol.result == dfx.RESULTS.max_steps_reached, Status.MAX_STEPS_REACHED,
-                  Status.SOLVER_FAILURE),
-    )
     per_step, start = evaluations_per_step(solver)
     num_steps = sol.stats["num_steps"]
     stats = {
@@ -132,7 +127,7 @@ def _solve(field, x0, logp0, noise, t0, t1, ts, solver, steps, rtol, atol, args,
         "num_rejected_steps": sol.stats["num_rejected_steps"],
         "num_field_evals": start + per_step * num_steps,
     }
-    return Trajectory(sol.ts, xs, logp, stats, finite_status(status, xs, logp))
+    return Trajectory(sol.ts, xs, logp, stats, finite_status(from_diffrax(sol.result), xs, logp))
 
 
 def simulate(
@@ -169,7 +164,8 @@ def simulate(
     - `log_density`: `None`, "exact" or "hutchinson": also integrate
       ``d log p / dt = -div field`` along each particle. "hutchinson" needs `key`.
     - `logp0`: initial log-densities `(n,)` (zeros if `None`, so `logp` is then the change).
-    - `throw`: raise if the run fails instead of only reporting it in `status`.
+    - `throw`: raise the status message if the run fails (``RuntimeError``; an ``error_if``
+      under ``jit``) instead of only reporting it in `status`.
 
     **Returns:** a [`Trajectory`][] with `ts (T,)`, `xs (T, n, d)`, `logp (T, n)` or `None`,
     `stats` and `status`.
@@ -205,8 +201,4 @@ def simulate(
             noise = jax.random.rademacher(key, x0.shape, dtype)
     traj = _solve(field, x0, logp0, noise, t0, t1, ts, solver, steps, rtol, atol, args, adjoint,
                   max_steps, log_density)
-    if throw:
-        failed = traj.status != Status.SUCCESS
-        xs = eqx.error_if(traj.xs, failed, "simulate failed: see Trajectory.status.")
-        traj = eqx.tree_at(lambda tr: tr.xs, traj, xs)
-    return traj
+    return raise_if_failed(traj, traj.status, "simulate") if throw else traj

@@ -9,7 +9,8 @@ import lineax as lx
 from . import _checks
 from ._simulate import check_field, save_times
 from ._solvers import SDE_SOLVERS
-from ._trajectory import Status, Trajectory, finite_status
+from ._status import finite_status, from_diffrax, raise_if_failed
+from ._trajectory import Trajectory
 
 
 def _diffusion_field(diffusion):
@@ -34,12 +35,10 @@ def _solve(drift, diffusion, x0, key, t0, t1, ts, steps, solver, args):
                                                               brownian))
     sol = dfx.diffeqsolve(terms, solver, t0, t1, dt, x0, args=args, saveat=dfx.SaveAt(ts=ts),
                           max_steps=steps, throw=False)
-    status = jnp.where(sol.result == dfx.RESULTS.successful, Status.SUCCESS,
-                       Status.SOLVER_FAILURE)
     stats = {"num_steps": sol.stats["num_steps"], "num_accepted_steps":
              sol.stats["num_accepted_steps"], "num_rejected_steps":
              sol.stats["num_rejected_steps"], "num_field_evals": sol.stats["num_steps"]}
-    return Trajectory(sol.ts, sol.ys, None, stats, finite_status(status, sol.ys))
+    return Trajectory(sol.ts, sol.ys, None, stats, finite_status(from_diffrax(sol.result), sol.ys))
 
 
 def _diffusion_shape(diffusion, t0, x0, args) -> tuple:
@@ -52,7 +51,7 @@ def _diffusion_shape(diffusion, t0, x0, args) -> tuple:
 
 
 def simulate_sde(drift, diffusion, x0, key, *, t0=0.0, t1=1.0, steps, saveat=None,
-                 solver="euler", args=None) -> Trajectory:
+                 solver="euler", args=None, throw=False) -> Trajectory:
     """Simulate ``dx = drift(t, x, args) dt + diffusion(t, x, args) dW`` (Ito, diagonal noise).
 
     **Arguments:**
@@ -63,6 +62,7 @@ def simulate_sde(drift, diffusion, x0, key, *, t0=0.0, t1=1.0, steps, saveat=Non
     - `steps`: number of fixed steps; `solver`: "euler" (Euler-Maruyama, strong order 1/2) or
       "milstein" (strong order 1 when each noise amplitude depends on its own coordinate only,
       the commutative case).
+    - `throw`: raise the status message if the run fails, as in `simulate`.
 
     **Returns:** a [`Trajectory`][] (no `logp`).
     """
@@ -86,4 +86,5 @@ def simulate_sde(drift, diffusion, x0, key, *, t0=0.0, t1=1.0, steps, saveat=Non
         raise ValueError(
             f"`diffusion` must be a scalar or shaped like x0 {x0.shape}, got {shape}."
         )
-    return _solve(drift, diffusion, x0, key, t0, t1, ts, steps, solver, args)
+    traj = _solve(drift, diffusion, x0, key, t0, t1, ts, steps, solver, args)
+    return raise_if_failed(traj, traj.status, "simulate_sde") if throw else traj

@@ -26,7 +26,7 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
 
 
 def _configure(args) -> None:
-    """Device, dtype and compilation cache: set before JAX does any work."""
+    """Device and compilation cache: set before JAX does any work."""
     import jax
 
     if getattr(args, "device", None):
@@ -38,8 +38,6 @@ def _configure(args) -> None:
                             f"({str(err).splitlines()[0]})") from err
         if platform != args.device:
             raise UserError(f"--device {args.device}: JAX is already running on {platform}.")
-    if getattr(args, "dtype", None):
-        jax.config.update("jax_enable_x64", args.dtype == "float64")
     cache = Path(os.environ.get("FLOWJAX_LAB_CACHE", Path.home() / ".cache" / "flowjax_lab"))
     jax.config.update("jax_compilation_cache_dir", str(cache / "jax"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
@@ -81,6 +79,10 @@ def cmd_run(args) -> int:
 
     experiment = _user_errors(experiments.get, args.name)
     overrides = _user_errors(experiment.coerce, _parse_sets(args.set))
+    if args.dtype:
+        if overrides.get("dtype", args.dtype) != args.dtype:
+            raise UserError(f"--dtype {args.dtype} and --set dtype={overrides['dtype']} differ.")
+        overrides["dtype"] = args.dtype
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}.")
     folder = Path(args.out) / experiment.name
@@ -117,7 +119,7 @@ def cmd_reproduce(args) -> int:
                  for n in args.only.split(",") if n.strip()]
     try:
         passed = reproduce(Path(args.out), quick=args.quick, seed=args.seed, names=names,
-                           resume=args.resume)
+                           resume=args.resume, dtype=args.dtype)
     except OSError as err:
         raise UserError(f"cannot write the report in {args.out}: {err}") from err
     return 0 if passed else 1
@@ -136,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", choices=["cpu", "gpu", "tpu"],
                         help="JAX platform to run on (default: the best available)")
     common.add_argument("--dtype", choices=["float32", "float64"],
-                        help="default floating dtype (default: float32, JAX's default)")
+                        help="floating dtype of the runs: sets each experiment's `dtype` "
+                        "field (default: the config's, float32)")
     common.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

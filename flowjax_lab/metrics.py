@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from . import _checks, transport
+from . import _blocks, _checks, transport
 from ._simulate import simulate
 from ._trajectory import Trajectory
 from ._types import Array, Matrix, Particles, Scalar
@@ -149,14 +149,15 @@ def nfe_for_w2(field, x0, held_out, target_w2, *, steps=(1, 2, 4, 8, 16, 32, 64,
     return {"nfe": reached[0] if reached else None, "nfes": nfes, "w2": values}
 
 
-# Kernel discrepancies between samples (no assignment, any sizes), in row blocks of memory
-# chunk_size * m.
+# Kernel discrepancies between samples (no assignment, any sizes), in blocks of at most
+# chunk_size x chunk_size pairs.
 
 
 def _pair_sum(kernel, x, y, chunk_size: int) -> Scalar:
     """``sum_{i,j} kernel(|x_i - y_j|^2)`` over `x` `(n, d)`, `y` `(m, d)`."""
-    row = lambda xi: jnp.sum(kernel(jnp.sum((xi[None, :] - y) ** 2, axis=-1)))
-    return jnp.sum(jax.lax.map(row, x, batch_size=min(chunk_size, x.shape[0])))
+    block = (min(chunk_size, x.shape[0]), min(chunk_size, y.shape[0]))
+    ones = jnp.ones(y.shape[:1], x.dtype)
+    return jnp.sum(_blocks.pair_sum(lambda z: kernel(jnp.sum(z**2)), x, y, ones, block))
 
 
 def _distance(squared):

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from . import _checks
+from . import _blocks, _checks
 from ._simulate import simulate as _simulate
 from ._trajectory import Trajectory
 from .transport import sinkhorn as _sinkhorn
@@ -177,7 +177,6 @@ def ring_pair_sum(fn: Callable, x, mesh=None, weights=None):
         weights = _checks.weights(weights, n, "weights", dtype=x.dtype)
     block = n // p
     ring = [(i, (i + 1) % p) for i in range(p)]
-    pair_fn = jax.vmap(jax.vmap(fn))
 
     def local(x_local, w_local):
         me = jax.lax.axis_index(axis).astype(jnp.int32)
@@ -188,12 +187,8 @@ def ring_pair_sum(fn: Callable, x, mesh=None, weights=None):
             acc, xj, wj = carry
             owner = (me - k) % p
             cols = owner * block + jnp.arange(block, dtype=jnp.int32)
-            valid = rows[:, None] != cols[None, :]
-            z = jnp.where(valid[..., None], x_local[:, None, :] - xj[None, :, :], 1)
-            value = pair_fn(z)
-            mask = valid.reshape(valid.shape + (1,) * len(out_shape))
-            value = jnp.where(mask, value, 0)
-            acc = acc + jnp.einsum("ij...,j->i...", value, wj.astype(value.dtype))
+            mask = _blocks.pair_mask(rows, cols, n, n, "distinct")
+            acc = acc + _blocks.block_pair_sum(fn, x_local, xj, wj, mask)
             xj, wj = jax.lax.ppermute((xj, wj), axis, ring)
             return (acc, xj, wj), None
 

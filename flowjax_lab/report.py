@@ -72,8 +72,9 @@ class Summary:
 
     def environment(self) -> str:
         device = jax.devices()[0]
+        dtypes = sorted({str(r.config["dtype"]) for r in self.results if "dtype" in r.config})
         return (f"{'quick' if self.quick else 'full'} sizes, seed {self.seed}, "
-                f"{jax.numpy.result_type(float)}, jax {jax.__version__} on "
+                f"{' and '.join(dtypes) or 'no dtype'}, jax {jax.__version__} on "
                 f"{device.platform} ({device.device_kind}), Python {platform.python_version()}")
 
 

@@ -35,7 +35,7 @@ def _patch_fit(monkeypatch, module, fake) -> None:
 
 
 def untrained(monkeypatch, module) -> None:
-    """Training that does nothing: ``fit`` runs with a zero learning rate (status "ok", finite
+    """Training that does nothing: ``fit`` runs with a zero learning rate (status SUCCESS, finite
     losses, the model left at its initialisation)."""
     real = fl.learn.fit
 
@@ -46,7 +46,7 @@ def untrained(monkeypatch, module) -> None:
 
 
 def diverged(monkeypatch, module) -> None:
-    """Training that blew up: ``fit`` returns status "nonfinite", a NaN last loss and a model
+    """Training that blew up: ``fit`` returns status NONFINITE, a NaN last loss and a model
     whose floating-point parameters are NaN."""
     real = fl.learn.fit
 
@@ -55,6 +55,7 @@ def diverged(monkeypatch, module) -> None:
         nan_model = jax.tree.map(
             lambda p: jnp.full_like(p, jnp.nan) if eqx.is_inexact_array(p) else p, fitted.model)
         losses = np.append(np.asarray(fitted.losses, np.float64), np.nan)
-        return dataclasses.replace(fitted, model=nan_model, losses=losses, status="nonfinite")
+        return dataclasses.replace(fitted, model=nan_model, losses=losses,
+                                   status=fl.Status.NONFINITE)
 
     _patch_fit(monkeypatch, module, fake)

@@ -49,6 +49,7 @@ def test_cli_argparse_errors(argv, capsys):
 @dataclasses.dataclass(frozen=True)
 class _Cfg:
     n: int = 3
+    dtype: str = "float32"
 
     @classmethod
     def quick(cls):
@@ -67,6 +68,15 @@ class _Mutable:
 @dataclasses.dataclass(frozen=True)
 class _Reserved:
     seed: int = 3
+
+    @classmethod
+    def quick(cls):
+        return cls()
+
+
+@dataclasses.dataclass(frozen=True)
+class _NoDtype:
+    n: int = 3
 
     @classmethod
     def quick(cls):
@@ -92,6 +102,9 @@ CASES = [
                                      description=""), TypeError, "frozen dataclass"),
     (lambda: fl.experiments.register("x", theme=fl.experiments.THEMES[0], config=_Reserved,
                                      description=""), ValueError, "clash"),
+    (lambda: fl.experiments.register("x", theme=fl.experiments.THEMES[0], config=_NoDtype,
+                                     description=""), TypeError, "must have a field `dtype"),
+    (lambda: fl.experiments.run(GT, dtype="float16"), ValueError, "'dtype' of gaussian-transport"),
     (lambda: fl.experiments.register(GT, theme=fl.experiments.THEMES[0], config=_Cfg,
                                      description="")(lambda c, k: None),
      ValueError, "registered twice"),

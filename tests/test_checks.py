@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+import flowjax_lab as fl
 from flowjax_lab import experiments as ex
 
 BAD = [math.nan, math.inf, -math.inf]
@@ -40,11 +41,12 @@ def test_nan_and_inf_fail_every_check(bad):
 
 def test_fit_ok_fails_on_a_stopped_or_nonfinite_fit():
     class Fit:
-        status, step, losses = "ok", 3, np.array([1.0, 0.5, 0.2])
+        status, step, losses = fl.Status.SUCCESS, 3, np.array([1.0, 0.5, 0.2])
 
     assert ex.fit_ok("fit", Fit()).passed
-    for status, losses in [("nonfinite", Fit.losses), ("interrupted", Fit.losses),
-                           ("ok", np.array([1.0, np.nan])), ("ok", np.array([]))]:
+    for status, losses in [(fl.Status.NONFINITE, Fit.losses), (fl.Status.INTERRUPTED, Fit.losses),
+                           (fl.Status.SUCCESS, np.array([1.0, np.nan])),
+                           (fl.Status.SUCCESS, np.array([]))]:
         fit = Fit()
         fit.status, fit.losses = status, losses
         assert not ex.fit_ok("fit", fit).passed

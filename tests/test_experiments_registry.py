@@ -20,6 +20,7 @@ class ToyConfig:
     fail: bool = False
     cap: float | None = None
     sigmas: float = 6.0
+    dtype: str = "float64"  # vmap and loop agree to rounding: compared at 1e-12
 
     @classmethod
     def quick(cls):

@@ -1,15 +1,16 @@
-"""Planted faults in diffusion-gaussian-samplers, diffusion-memorization and diffusion-vs-fm: each
-must make the run fail a named check."""
+"""Planted faults in diffusion-gaussian-samplers, diffusion-memorization, diffusion-vs-fm and
+diffusion-2d: each must make the run fail a named check."""
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from faults import assert_caught
+from faults import assert_caught, diverged, untrained
 
 import flowjax_lab as fl
 from flowjax_lab.diffusion import _reverse_sde
 from flowjax_lab.experiments import (
+    diffusion_2d,
     diffusion_gaussian_samplers as experiment,
     diffusion_memorization as memorization,
     diffusion_vs_fm as vs_fm,
@@ -97,6 +98,12 @@ def test_prior_too_wide(monkeypatch):
     ("diffusion-memorization", {"sde_steps": 0}, "sde_steps"),
     ("diffusion-vs-fm", {"w2_target": -0.1}, "w2_target"),
     ("diffusion-vs-fm", {"t_min": 2.0}, "t_min"),
+    ("diffusion-memorization", {"max_spread": 0.0}, "max_spread"),
+    ("diffusion-memorization", {"train_steps": 0}, "train_steps"),
+    ("diffusion-2d", {"nfe": (8, 9)}, "nfe"), ("diffusion-2d", {"nfe": (16,)}, "nfe"),
+    ("diffusion-2d", {"nfe": (16, 8)}, "nfe"),
+    ("diffusion-2d", {"samplers": ("euler",)}, "samplers"),
+    ("diffusion-2d", {"tasks": ("spirals",)}, "tasks"), ("diffusion-2d", {"t_min": 1.0}, "t_min"),
 ])
 def test_bad_configs_are_refused(name, overrides, field):
     with pytest.raises(ValueError, match=field):
@@ -183,3 +190,117 @@ def test_flow_matching_field_run_backwards(monkeypatch):
 
 def test_ladder_too_short_for_the_target():
     assert_caught(run_vs_fm(steps=(1, 2)), "fm_euler: evaluations to W2")
+
+
+# diffusion-gaussian-errors
+
+from flowjax_lab.experiments import diffusion_gaussian_errors as errors  # noqa: E402
+
+ERRORS = "diffusion-gaussian-errors"
+
+
+def run_errors(**overrides):
+    return fl.experiments.run(ERRORS, quick=True, **overrides)
+
+
+def test_score_of_the_wrong_covariance_in_errors(monkeypatch):
+    """The estimated covariance rotated by the wrong angle before it enters the score."""
+    real = errors.estimated_score
+
+    def wrong(process, mean, cov):
+        c, s = np.cos(1.2), np.sin(1.2)
+        rot = jnp.asarray([[c, s], [-s, c]], cov.dtype)
+        return real(process, mean, rot @ cov @ rot.T)
+    monkeypatch.setattr(errors, "estimated_score", wrong)
+    assert_caught(run_errors(), "ddim: particle covariance vs the law",
+                  "reverse_sde_euler_maruyama: particle covariance vs the law")
+
+
+def test_score_without_the_mean(monkeypatch):
+    real = errors.estimated_score
+    monkeypatch.setattr(errors, "estimated_score", lambda process, mean, cov: real(
+        process, jnp.zeros_like(mean), cov))
+    assert_caught(run_errors(), "ddim: particle mean vs the law")
+
+
+def test_early_stopping_ignored(monkeypatch):
+    """The samplers run on to t = 1e-3 whatever t_min says (t_min = 0.2 here)."""
+    real = errors.sample
+    monkeypatch.setattr(errors, "sample", lambda name, model, process, x, key, steps, t_min: (
+        real(name, model, process, x, key, steps, 1e-3)))
+    assert_caught(run_errors(t_min=0.2), "ddim: particle covariance vs the law")
+
+
+def test_score_estimated_from_the_population(monkeypatch):
+    """Every data set replaced by the population moments: no estimation error is left."""
+    real = errors.estimate
+    monkeypatch.setattr(errors, "estimate", lambda x: tuple(
+        jnp.broadcast_to(v, u.shape) for u, v in zip(
+            real(x), errors.data_law(errors.Config(), x.dtype), strict=True)))
+    assert_caught(run_errors(), "score term E W2^2 at n = 50",
+                  "whole pipeline: E W2^2 = bias^2 + score^2")
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"t_min": 1.5}, "t_min"), ({"t_maxs": (0.001, 1.0)}, "t_maxs"), ({"sizes": (50,)}, "sizes"),
+    ({"datasets": 0}, "datasets"), ({"mean": (1.0,)}, "mean"),
+])
+def test_bad_errors_configs_are_refused(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        fl.experiments.get(ERRORS).make_config(**overrides)
+
+
+# diffusion-2d: one task without the exact arm, two samplers (first and second order), few steps
+
+D2D = "diffusion-2d"
+TINY = {"tasks": ("moons",), "samplers": ("ddim", "dpm_solver_2"), "train_steps": 300,
+        "eval_points": 200, "nfe": (16, 32)}
+
+
+def run_2d(**overrides):
+    return fl.experiments.run(D2D, quick=True, **{**TINY, **overrides})
+
+
+def test_2d_untrained(monkeypatch):
+    untrained(monkeypatch, diffusion_2d)
+    assert_caught(run_2d(), "trained (worst sampler) vs untrained (best sampler)")
+
+
+def test_2d_diverged(monkeypatch):
+    diverged(monkeypatch, diffusion_2d)
+    assert_caught(run_2d(), "moons: training ended ok", "moons: every sample finite")
+
+
+def test_2d_negated_score(monkeypatch):
+    """The network's noise prediction negated (its last layer), so the score points away from
+    the data."""
+    real = diffusion_2d.eps_model
+    last = lambda network: (network.mlp.layers[-1].weight, network.mlp.layers[-1].bias)
+    monkeypatch.setattr(diffusion_2d, "eps_model", lambda network, process, exact: real(
+        eqx.tree_at(last, network, replace_fn=jnp.negative), process, exact))
+    assert_caught(run_2d(), "ddim at NFE 32: W2 to held-out data within the sampling floor")
+
+
+def test_2d_trained_on_x0_sampled_as_eps(monkeypatch):
+    """The network trained to predict the data x0 and read by the samplers as a noise
+    prediction."""
+    real = diffusion_2d.DenoisingScoreMatching
+    monkeypatch.setattr(diffusion_2d, "DenoisingScoreMatching", lambda *args, **kwargs: real(
+        *args, **{**kwargs, "prediction": "x0"}))
+    assert_caught(run_2d(), "dpm_solver_2 at NFE 32: W2 to held-out data within the sampling")
+
+
+SMALL_MEMORIZATION = {"n_generated": 200, "sde_steps": 64, "train_steps": 300}
+
+
+def test_memorization_learned_score_replaced_by_the_exact_one(monkeypatch):
+    real = memorization.learned_score
+    monkeypatch.setattr(memorization, "learned_score", lambda config, process, train, key: (
+        fl.diffusion.EmpiricalScore(process, train), "score",
+        real(config, process, train, key)[2]))
+    assert_caught(run_memorization(**SMALL_MEMORIZATION), "learned score generalizes")
+
+
+def test_memorization_learned_score_untrained(monkeypatch):
+    untrained(monkeypatch, memorization)
+    assert_caught(run_memorization(**SMALL_MEMORIZATION), "learned score generates on the data")

@@ -124,7 +124,7 @@ def test_depth_control_diverged(monkeypatch):
 
 def test_depth_control_learning_rate_too_large():
     # a real divergence: the tokens blow up (to ~1e11 in float64; to inf in float32, where the
-    # loss turns NaN and `fit` stops with status "nonfinite")
+    # loss turns NaN and `fit` stops with status NONFINITE)
     assert_caught(run_depth(learning_rate=30.0), "Sinkhorn divergence", "Bures")
 
 

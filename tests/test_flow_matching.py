@@ -128,7 +128,7 @@ def test_learned_gaussian_flow_matching_recovers_a_t(getkey):
     optimizer = optax.adam(optax.cosine_decay_schedule(3e-3, 1500, 0.01))
     result = fl.learn.fit(loss, model, optimizer, getkey(), steps=1500, chunk=500,
                           progress=False)
-    assert result.status == "ok"
+    assert result.ok
 
     def matrix_error(net, t):
         cov_t, a_t = fl.theory.flow_matching_gaussian(jnp.eye(2), COV1, t)
@@ -150,7 +150,7 @@ def test_ot_cfm_trains_inside_fit(getkey):
     model = fl.fields.MLPField(2, width=32, depth=2, activation=jax.nn.selu, key=getkey())
     result = fl.learn.fit(loss, model, optax.adam(3e-3), getkey(), steps=200, chunk=100,
                           progress=False)
-    assert result.status == "ok"
+    assert result.ok
     assert np.mean(result.losses[-20:]) < 0.5 * np.mean(result.losses[:20])
 
 

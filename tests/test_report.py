@@ -21,6 +21,7 @@ class HeatConfig:
     time: float = 0.5
     fail: bool = False
     interrupt: bool = False
+    dtype: str = "float32"
 
     @classmethod
     def quick(cls):

@@ -16,26 +16,27 @@ import flowjax_lab as fl
 from flowjax_lab import cli
 from flowjax_lab.experiments import Result, _registry, close
 
-TARGET = jnp.array([1.0, -2.0, 0.5])
+TARGET = jnp.array([1.0, -2.0, 0.5], jnp.float32)  # also under the experiment's float32
 INTERRUPT = {"after_evaluations": None, "seen": 0}
 
 
 def _loss(w, key):
     noise = 0.1 * jax.random.normal(key, (3,), w.dtype)
-    return jnp.sum((w - TARGET + noise) ** 2)
+    return jnp.sum((w - TARGET.astype(w.dtype) + noise) ** 2)
 
 
 def _evaluate(w):
     INTERRUPT["seen"] += 1
     if INTERRUPT["seen"] == INTERRUPT["after_evaluations"]:
         os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
-    return {"distance": jnp.linalg.norm(w - TARGET)}
+    return {"distance": jnp.linalg.norm(w - TARGET.astype(w.dtype))}
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     steps: int = 120
     learning_rate: float = 0.05
+    dtype: str = "float32"
 
     @classmethod
     def quick(cls):
@@ -85,7 +86,7 @@ def test_fit_interrupted_by_sigint_resumes_to_identical_numbers(tmp_path):
     INTERRUPT.update(after_evaluations=None)
     resumed = fl.learn.fit(_loss, jnp.zeros(3), opt, key, checkpoint=tmp_path, resume=True,
                            **kwargs)
-    assert resumed.step == 120 and resumed.status == "ok"
+    assert resumed.step == 120 and resumed.status == fl.Status.SUCCESS
     np.testing.assert_array_equal(resumed.losses, full.losses)
     np.testing.assert_array_equal(np.asarray(resumed.model), np.asarray(full.model))
 

@@ -23,7 +23,7 @@ def test_fit_minimises_and_is_deterministic():
     loss, w0, target = _problem()
     a = fit_once(loss, w0, steps=300)
     b = fit_once(loss, w0, steps=300)
-    assert a.status == "ok" and a.losses.shape == (300,)
+    assert a.status == fl.Status.SUCCESS and a.ok and a.losses.shape == (300,)
     np.testing.assert_allclose(np.asarray(a.model), np.asarray(target), atol=0.05)
     np.testing.assert_array_equal(a.losses, b.losses)
 
@@ -47,7 +47,7 @@ def test_nonfinite_loss_stops_with_status():
     loss = lambda w, key: jnp.sum(jnp.log(w))  # log of a negative number after a few steps
     out = fl.learn.fit(loss, jnp.array([0.05]), optax.sgd(1.0), jax.random.key(0), steps=50,
                        chunk=10, progress=False)
-    assert out.status == "nonfinite"
+    assert out.status == fl.Status.NONFINITE and not out.ok
     assert not np.isfinite(out.losses[-1])
 
 

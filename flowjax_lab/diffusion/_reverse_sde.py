@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import _checks
 from .._simulate_sde import simulate_sde
-from .._trajectory import Status, finite_status
+from .._status import finite_status, from_diffrax
 from ._grid import check_times
 from ._predictions import convert
 from ._samples import Samples, sampler_inputs
@@ -49,9 +49,7 @@ def _heun(drift, diffusion, x, key, s0, s1, steps):
     terms = dfx.MultiTerm(dfx.ODETerm(drift), dfx.ControlTerm(noise, brownian))
     sol = dfx.diffeqsolve(terms, dfx.Heun(), s0, s1, ds, x, saveat=dfx.SaveAt(t1=True),
                           max_steps=steps, throw=False, adjoint=dfx.ForwardMode())
-    status = jnp.where(sol.result == dfx.RESULTS.successful, Status.SUCCESS,
-                       Status.SOLVER_FAILURE)
-    return sol.ys[-1], finite_status(status, sol.ys)
+    return sol.ys[-1], finite_status(from_diffrax(sol.result), sol.ys)
 
 
 def sample_reverse_sde(model, process, x, key, *, prediction: str, steps: int,

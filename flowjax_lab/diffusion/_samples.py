@@ -5,36 +5,29 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
-from .._trajectory import Status, finite_status
+from .._status import HasStatus, Status, finite_status
 from .._types import Array, Particles
 from ._predictions import check_prediction, check_process
 
 
-class Samples(eqx.Module):
+class Samples(HasStatus, eqx.Module):
     """The output of a sampler.
 
     **Fields:** `x` the particles at `t_min`, shape `(n, d)`; `nfe` the number of model
-    evaluations (an integer array); `status` a [`Status`][flowjax_lab.Status] code (0: success).
+    evaluations (an integer array); `status` a [`Status`][flowjax_lab.Status] code, read by
+    `ok`, `message` and `raise_on_failure` as for a `Trajectory`.
     """
 
     x: Particles
     nfe: Array
     status: Array
 
-    @property
-    def ok(self) -> Array:
-        """Boolean array: did the run succeed?"""
-        return self.status == Status.SUCCESS
-
-    @property
-    def message(self) -> str:
-        """Human-readable status (needs a concrete status)."""
-        return Status.message(self.status)
+    what = "sampling"
 
 
 def discrete_samples(x, nfe: int) -> Samples:
     """A fixed-step sampler's output: success unless the particles are NaN or inf."""
-    return Samples(x, jnp.asarray(nfe), finite_status(jnp.asarray(Status.SUCCESS), x))
+    return Samples(x, jnp.asarray(nfe), finite_status(Status.SUCCESS, x))
 
 
 def check_model(model, t, x, name: str = "model") -> None:

@@ -7,6 +7,8 @@ run starts, so a bad value raises here, naming the field, instead of failing ins
 import math
 from collections.abc import Iterable
 
+DTYPES = ("float32", "float64")
+
 
 def validate(config, *, positive: Iterable[str] = (), nonnegative: Iterable[str] = (),
              counts: Iterable[str] = (), choices: dict | None = None) -> None:
@@ -16,12 +18,16 @@ def validate(config, *, positive: Iterable[str] = (), nonnegative: Iterable[str]
     - `nonnegative`: numbers (or tuples of numbers) that must be finite and >= 0;
     - `counts`: integers (or tuples of integers) that must be >= 1;
     - `choices`: field name -> the allowed values (for a tuple field: of each item).
+
+    Every config has a `dtype` field ("float32" or "float64"): the floating dtype of the whole
+    run (the registry runs it under ``jax.enable_x64`` accordingly).
     """
     label = type(config).__module__.rsplit(".", 1)[-1].replace("_", "-")
+    choices = {"dtype": DTYPES, **(choices or {})}
     rules = [(name, _positive, "a finite number > 0") for name in positive]
     rules += [(name, _nonnegative, "a finite number >= 0") for name in nonnegative]
     rules += [(name, _count, "an integer >= 1") for name in counts]
-    for name, allowed in (choices or {}).items():
+    for name, allowed in choices.items():
         rules.append((name, lambda v, allowed=allowed: v in allowed, f"one of {list(allowed)}"))
     for name, rule, expected in rules:
         value = getattr(config, name)

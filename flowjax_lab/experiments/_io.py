@@ -10,7 +10,6 @@ import json
 import math
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 
 from .._atomic import write_atomic
@@ -53,8 +52,8 @@ def png_bytes(figure) -> bytes:
 
 def run_config(name: str, config: dict, seeds: list[int]) -> dict:
     """What ``config.json`` holds: enough to tell whether a folder can be resumed."""
-    dtype = str(jnp.result_type(float))
-    return {"experiment": name, "seeds": list(seeds), "dtype": dtype, "config": _jsonable(config)}
+    return {"experiment": name, "seeds": list(seeds), "dtype": config.get("dtype"),
+            "config": _jsonable(config)}
 
 
 def save_run(result: Result, folder) -> Path:

@@ -87,8 +87,9 @@ def register(name: str, *, theme: str, config: type, description: str,
     **Arguments:**
     - `name`: the experiment's name on the command line (kebab-case).
     - `theme`: one of `THEMES` (the report's sections).
-    - `config`: a frozen dataclass whose fields all have defaults, with a `quick()` classmethod
-      returning the CI-sized config.
+    - `config`: a frozen dataclass whose fields all have defaults, among them `dtype`
+      ("float32" or "float64": the run executes under ``jax.enable_x64`` accordingly), with a
+      `quick()` classmethod returning the CI-sized config.
     - `description`: one sentence for `flowjax-lab list` and the report.
     - `batch`: optional ``(config, keys) -> list[Result]`` running several seeds at once.
     """
@@ -100,6 +101,9 @@ def register(name: str, *, theme: str, config: type, description: str,
     if taken:
         raise ValueError(f"config fields {taken} of {name!r} clash with the options of "
                          f"`experiments.run` {list(RESERVED)}; rename them.")
+    if "dtype" not in {f.name for f in dataclasses.fields(config)}:
+        raise TypeError(f"the config of {name!r} must have a field `dtype: str = \"float32\"` "
+                        "(the floating dtype of the run).")
 
     def wrap(run: Callable) -> Callable:
         if name in _REGISTRY:
@@ -304,8 +308,10 @@ def _guarded(experiment, config, keys, seeds, checkpoint, *, batched) -> list[Re
 
 
 def _catching(experiment, config, thunk, count) -> list[Result]:
+    """Call `thunk` in the config's dtype; an exception becomes a failed result per seed."""
     try:
-        results = thunk()
+        with jax.enable_x64(config.dtype == "float64"):
+            results = thunk()
         if len(results) != count or not all(isinstance(r, Result) for r in results):
             raise TypeError(f"experiment {experiment.name!r} must return a Result per key.")
         for r in results:

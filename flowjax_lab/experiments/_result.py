@@ -9,7 +9,7 @@ and of which `kind` it is:
   default; the bound's justification goes in `against`);
 - [`better`][]: one value ahead of another by a margin (kind ``"comparison"``), e.g. a trained
   model against the untrained one;
-- [`fit_ok`][]: a training run ended with status ``"ok"`` and finite losses.
+- [`fit_ok`][]: a training run ended with status ``Status.SUCCESS`` and finite losses.
 
 A NaN or inf anywhere (value, reference, error) fails the check, whatever its kind; a
 [`Result`][] with no check does not pass.
@@ -20,6 +20,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+from .._status import Status
 
 KINDS = ("theory", "comparison", "sanity")
 RELATIONS = ("close", "at_most", "at_least", "holds")
@@ -144,13 +146,14 @@ def holds(name: str, fact: bool, *, kind: str = "sanity", against: str = "") -> 
 
 
 def fit_ok(name: str, fitted) -> Check:
-    """`fitted` (a ``learn.FitResult``) ended with status ``"ok"`` and only finite losses."""
+    """`fitted` (a ``learn.FitResult``) ended with status ``Status.SUCCESS`` and only finite
+    losses."""
     losses = np.asarray(fitted.losses, np.float64)
     finite = bool(losses.size and np.all(np.isfinite(losses)))
     last = f"{losses[-1]:.4g}" if losses.size else "none"
-    return holds(name, fitted.status == "ok" and finite,
-                 against=f"fit status {fitted.status!r} after {fitted.step} steps, last loss "
-                         f"{last}")
+    return holds(name, fitted.status == Status.SUCCESS and finite,
+                 against=f"fit status: {Status.message(fitted.status)}, after {fitted.step} "
+                         f"steps, last loss {last}")
 
 
 @dataclasses.dataclass

@@ -75,12 +75,13 @@ def _failed(name: str, message: str, trace: str | None = None) -> Result:
 
 
 def run_all(out, names: Sequence[str] | None = None, *, quick: bool = False, seed: int = 0,
-            resume: bool = False, progress: bool = True) -> Iterator[Result]:
+            resume: bool = False, dtype: str | None = None,
+            progress: bool = True) -> Iterator[Result]:
     """Run every registered experiment (or `names`) into ``out``, yielding each result.
 
     A failing experiment is yielded with its error and the others go on; a module that failed to
     import is yielded first as a failed result (when `names` is None). Ctrl-C propagates.
-    `progress` shows a bar and a line per experiment (on standard error).
+    `dtype` replaces every config's own; `progress` shows a bar and a line per experiment.
     """
     chosen = _registry.names() if names is None else [_registry.get(n).name for n in names]
     if names is None:
@@ -91,7 +92,8 @@ def run_all(out, names: Sequence[str] | None = None, *, quick: bool = False, see
         for name in bar:
             bar.set_postfix_str(name)
             try:
-                result = run_into(out, name, quick=quick, seed=seed, resume=resume)
+                result = run_into(out, name, quick=quick, seed=seed, resume=resume,
+                                  overrides={"dtype": dtype} if dtype else None)
             except OSError:
                 raise
             except Exception as err:  # a broken config or an unresumable folder is reported

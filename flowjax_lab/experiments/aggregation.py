@@ -36,6 +36,7 @@ class Config:
     saved_times: int = 49
     spread: float = 2.0  # initial N(0, spread^2 I)
     rtol: float = 1e-6
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("t1", "spread", "rtol"), counts=("n", "saved_times"))
@@ -49,7 +50,7 @@ class Config:
           description="Attraction-repulsion aggregation to the uniform disk; energy decrease.")
 @np.errstate(invalid="ignore", over="ignore")  # a blown-up cloud gives NaN, which fails checks
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     x0 = config.spread * jax.random.normal(key, (config.n, 2), dtype)
     field = Interaction(flows.PowerLawKernel(a=2.0, b=0.0))
     traj = simulate(field, x0, t1=config.t1, saveat=config.saved_times, rtol=config.rtol,

@@ -49,6 +49,7 @@ class Config:
     augment: int = 1
     learning_rate: float = 1e-2
     grid: int = 80
+    dtype: str = "float32"
 
     def __post_init__(self):
         # augment 0 is allowed: it makes both models plain (a planted fault in the tests)

@@ -29,6 +29,7 @@ class Config:
     saved_times: int = 25
     steps: int = 48
     chunk_size: int = 2048
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, counts=("sizes", "saved_times", "steps", "chunk_size"))
@@ -56,7 +57,7 @@ def _sampling_error(cov0, cov_t, n: int) -> float:
 @register("attention-blowup", theme="transformer dynamics", config=Config,
           description="Blow-up time of the attention covariance closure (V = I) vs particles.")
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     q, k, cov0 = (jnp.asarray(a, dtype) for a in (Q, K, COV0))
     eye = jnp.eye(2, dtype=dtype)
     exact_star = float(theory.attention_covariance_identity(cov0, q, k, jnp.zeros(1, dtype))

@@ -29,6 +29,7 @@ class Config:
     saved_times: int = 5
     steps: int = 8
     chunk_size: int = 2048
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("t1",), counts=("sizes", "saved_times", "steps", "chunk_size"))
@@ -83,7 +84,7 @@ def _log_slope(sizes, errors) -> float:
 @register("attention-gaussian-closure", theme="transformer dynamics", config=Config,
           description="Softmax attention on Gaussian tokens vs the covariance closure ODE.")
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     q, k, v, cov0 = (jnp.asarray(a, dtype) for a in (Q, K, V, COV0))
     ts = jnp.linspace(0.0, config.t1, config.saved_times, dtype=dtype)
     tol = 1e-8 if dtype == jnp.float64 else 1e-6

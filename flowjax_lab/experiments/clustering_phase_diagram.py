@@ -36,6 +36,7 @@ class Config:
     threshold: float = 0.99
     metastable_beta: float = 9.0
     metastable_t1: float = 1000.0
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("betas", "t1", "threshold", "metastable_beta", "metastable_t1"),
@@ -96,7 +97,7 @@ def _multicluster_span(ts, counts, most: int) -> float:
 @register("clustering-phase-diagram", theme="transformer dynamics", config=Config,
           description="Token clustering on the sphere over (beta, t) and metastable clusters.")
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     ts = jnp.linspace(0.0, config.t1, config.saved_times, dtype=dtype)
     betas = jnp.asarray(config.betas, dtype)
     keys = jax.random.split(key, len(config.dims) + 1)
@@ -142,7 +143,7 @@ def run(config: Config, key) -> Result:
                  float(np.min(np.diff(energy) / energy[:-1])), -slack, kind="theory",
                  against="E_beta is a Lyapunov function: dE/dt = n^-2 sum_i Z_i |P_x_i m_i|^2 "
                          ">= 0 (Z_i: softmax normaliser, m_i: attention average)"),
-        holds("metastable simulation finished", int(traj.status) == 0,
+        holds("metastable simulation finished", bool(traj.ok),
               against=f"simulate status: {traj.message}"),
     ]
     for dim in config.dims:

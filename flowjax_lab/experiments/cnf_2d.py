@@ -50,6 +50,7 @@ class Config:
     learning_rate: float = 5e-3
     grid: int = 100
     probes: int = 64
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("learning_rate",),

@@ -44,6 +44,7 @@ class Config:
     eigenvalues: tuple = (2.0, 0.3)
     rotation: float = 0.6
     evaluation_n: int = 512
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("learning_rate", "eigenvalues"), nonnegative=("rotation",),
@@ -64,7 +65,7 @@ def _target_cov(config, dtype):
 def _setup(config: Config, k_init, k_eval):
     """Evaluation clouds, the target covariance, the initial model and the Bures distance of
     the source to the target, in one compilation."""
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     cov1 = _target_cov(config, dtype)
     source = Gaussian(jnp.zeros(2, dtype), jnp.eye(2, dtype=dtype))
     target = Gaussian(jnp.zeros(2, dtype), cov1)
@@ -96,7 +97,7 @@ def _measure(model: DepthControl, x_eval, y_eval, cov1, grid):
 @register("depth-control", theme="transformer dynamics", config=Config,
           description="Learn layer-wise attention parameters to steer tokens to a target.")
 def run(config: Config, key, checkpoint=None) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     k_init, k_fit, k_eval = jax.random.split(key, 3)
     cov1, model, x_eval, y_eval, bures0 = _setup(config, k_init, k_eval)
     source = Gaussian(jnp.zeros(2, dtype), jnp.eye(2, dtype=dtype))

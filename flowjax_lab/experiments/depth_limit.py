@@ -26,6 +26,7 @@ class Config:
     d: int = 4
     layers: tuple = (2, 4, 8, 16, 32, 64, 128)
     beta: float = 2.0
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("beta",), counts=("n", "d", "layers"))
@@ -45,7 +46,7 @@ def _log_slope(layers, errors) -> float:
 @register("depth-limit", theme="transformer dynamics", config=Config,
           description="Residual transformer with L layers vs the attention ODE: error O(1/L).")
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     kx, kq, kk, kv = jax.random.split(key, 4)
     d = config.d
     q0 = jax.random.normal(kq, (d, d), dtype) / (2 * np.sqrt(d))

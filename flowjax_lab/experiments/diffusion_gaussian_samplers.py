@@ -47,6 +47,7 @@ class Config:
     order_tolerance: float = 0.1
     max_error: float = 0.25  # of the sampled covariance against the exact marginal at t_min
     rtol: float = 1e-6  # of the adaptive probability-flow run
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("eigenvalues", "t_max", "t_min", "eta", "order_tolerance",
@@ -167,7 +168,7 @@ def bures_w2(cov_a, cov_b) -> float:
                 "Gaussian: particles vs the exact covariance recursion, orders vs theory.",
 )
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     process = VP()
     cov0 = covariance0(config, dtype)
     t_max, t_min = (jnp.asarray(t, dtype) for t in (config.t_max, config.t_min))

@@ -39,6 +39,7 @@ class Config:
     particle_steps: int = 16
     w2_target: float = 0.03  # Bures W2 to each sampler's exact target
     saved_times: int = 33  # of the paths whose straightness is measured
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("eigenvalues", "t_min", "w2_target"),
@@ -87,7 +88,7 @@ def nfe_to_target(nfe, w2, target) -> float:
                 "evaluations to a W2 target and path straightness compared.",
 )
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     vp, fm = VP(), FlowMatchingPath()
     processes = {"vp": vp, "fm": fm}
     cov0 = covariance0(config, dtype)

@@ -57,6 +57,7 @@ class Config:
     euler_steps: int = 100
     check_npe: bool = True  # NPE is only meaningful once the models are trained
     nfe_steps: tuple = (1, 2, 4, 8, 16, 32)  # Euler step counts tried for "NFE within 10%"
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("learning_rate",), nonnegative=("sigma",),

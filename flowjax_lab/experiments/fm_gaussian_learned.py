@@ -44,6 +44,7 @@ class Config:
     eval_points: int = 4000
     tolerance: float = 0.1  # relative error allowed on A_t, mean over t (see the docstring)
     map_tolerance: float = 0.1  # relative error allowed on the end map (below 0.266 / 2)
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("learning_rate", "tolerance", "map_tolerance"),
@@ -108,7 +109,7 @@ def a_t_errors(models, cov0, cov1, times, key, n) -> np.ndarray:
     description="Learned FM between Gaussians recovers A_t; FM map vs Monge map with figures.",
 )
 def run(config: Config, key, checkpoint=None) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     result = Result("fm-gaussian-learned", dataclasses.asdict(config))
     times = np.linspace(0.1, 0.9, 9)
     fig, axes = figure(3, size=3.6)

@@ -34,6 +34,7 @@ class Config:
     n_generated: int = 2000
     tolerance: float = 1e-6  # rtol = atol of the generating solve
     t_density: float = 0.9
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("tolerance", "t_density"), counts=("n_train", "n_generated"))

@@ -40,6 +40,7 @@ class Config:
     eigenvalues1: tuple = (2.0, 0.3)
     rotation: float = 1.0  # angle between the principal axes, radians
     rtol: float = 1e-6
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("eigenvalues0", "eigenvalues1", "rtol"),
@@ -94,7 +95,7 @@ def _covariances(xs) -> np.ndarray:
 )
 @np.errstate(invalid="ignore", over="ignore")  # a blown-up cloud gives NaN, which fails checks
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     cov0, cov1 = covariances(config, dtype)
     x0 = Gaussian(jnp.zeros(2, dtype), cov0).sample(key, config.n)
     ts = jnp.linspace(0, 1, config.saved_times, dtype=dtype)

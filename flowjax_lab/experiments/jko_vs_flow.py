@@ -15,7 +15,7 @@ import numpy as np
 from .. import flows
 from .._plotting import figure
 from .._simulate import simulate
-from .._trajectory import Status
+from .._status import Status
 from ..fields import Interaction
 from ._config import validate
 from ._registry import register
@@ -29,6 +29,7 @@ class Config:
     n: int = 64
     horizon: float = 1.0
     step_counts: tuple = (4, 8, 16, 32, 64)  # JKO steps over the horizon: tau = horizon / k
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("horizon",), counts=("n", "step_counts"))
@@ -49,7 +50,7 @@ def _slope(taus, errors) -> float:
           description="JKO minimizing movements vs the explicit particle flow as tau -> 0.")
 @np.errstate(invalid="ignore", over="ignore")  # a blown-up cloud gives NaN, which fails checks
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     x0 = jax.random.normal(key, (config.n, 2), dtype)
     field = Interaction(flows.PowerLawKernel(2.0, 0.5), flows.QuadraticPotential(0.5))
     exact = simulate(field, x0, t1=config.horizon, saveat=65, rtol=1e-9, atol=1e-9)

@@ -39,6 +39,7 @@ class Config:
     t1: float = 4.0
     steps: int = 800
     saved_times: int = 17
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("temperature", "t1"), counts=("n", "steps", "saved_times"))
@@ -62,7 +63,7 @@ def _relative_errors(covs, refs) -> np.ndarray:
           description="Heat-flow covariance and Ornstein-Uhlenbeck relaxation vs closed forms.")
 @np.errstate(invalid="ignore", over="ignore")  # a blown-up cloud gives NaN, which fails checks
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     k0, k1, k2 = jax.random.split(key, 3)
     temp = config.temperature
     x0 = Gaussian(jnp.zeros(2, dtype), jnp.asarray(COV0, dtype)).sample(k0, config.n)

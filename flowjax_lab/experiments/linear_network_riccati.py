@@ -39,6 +39,7 @@ class Config:
     init_scale: float = 0.3
     t1: float = 20.0
     saved_times: int = 41
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("init_scale", "t1"), counts=("widths", "repeats", "saved_times"))
@@ -60,7 +61,7 @@ def problem(dtype):
 @register("linear-network-riccati", theme="gradient flows and mean-field training",
           config=Config, description="Linear-network neurons vs the Riccati ODE; error vs width.")
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     szz, syz = problem(dtype)
     field = LinearNetworkField(szz, syz)
     dim = 5

@@ -51,6 +51,7 @@ class Config:
     learning_rate: float = 1e-2
     eval_every: int = 100
     n_eval: int = 1000
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate_game_config(self)

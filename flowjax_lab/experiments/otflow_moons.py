@@ -48,6 +48,7 @@ class Config:
     learning_rate: float = 1e-2
     n_eval: int = 1000
     grid: int = 80
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("learning_rate",), nonnegative=("weights",),

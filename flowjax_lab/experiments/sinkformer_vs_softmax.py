@@ -33,6 +33,7 @@ class Config:
     t1: float = 2.0
     steps: int = 40
     beta: float = 1.0
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("t1", "beta"), counts=("n", "iterations", "steps"))
@@ -70,7 +71,7 @@ def _predicted_means(xs, ts, q, k, v, iterations: int):
 @register("sinkformer-vs-softmax", theme="transformer dynamics", config=Config,
           description="Doubly stochastic (Sinkformer) vs softmax attention flows of 2-D tokens.")
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     x0 = datasets.sample("moons", key, config.n).astype(dtype)
     q = config.beta * jnp.asarray([[1.0, 0.6], [-0.4, 1.0]], dtype)
     k = jnp.eye(2, dtype=dtype)

@@ -55,6 +55,7 @@ class Config:
     learning_rate: float = 1e-2
     tolerance: float = 0.4
     spread: float = 0.4  # std of the initial cloud N((0, 1.2), spread^2 I)
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("epsilon", "learning_rate", "tolerance", "spread"),
@@ -112,7 +113,7 @@ def occupation_cloud(truth, config: Config, key, dtype):
 @register("trajectory-inference", theme="gradient flows and mean-field training", config=Config,
           description="Fit a potential to population snapshots through simulate + Sinkhorn.")
 def run(config: Config, key, checkpoint=None) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     k_data, k_model, k_fit, k_held = jax.random.split(key, 4)
     truth = pointwise(lambda t, x, a: -jax.grad(true_potential)(x))
     times = jnp.asarray(config.snapshot_times, dtype)

@@ -38,6 +38,7 @@ class Config:
     t1: float = 200.0
     steps: int = 4000
     saved_times: int = 101
+    dtype: str = "float32"
 
     def __post_init__(self):
         validate(self, positive=("init_scale", "t1"),
@@ -71,7 +72,7 @@ def population_risk(x, u_teacher) -> float:
 @eqx.filter_jit
 def teacher_data(config: Config, key):
     """The teacher's unit directions `(m, 2)`; training inputs and labels; held-out ones."""
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     m = config.teacher_neurons
     angles = 2 * jnp.pi * (jnp.arange(m, dtype=dtype) + 0.1) / m
     u_teacher = jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=1)
@@ -93,7 +94,7 @@ def held_out_risk(test_field: TwoLayerMeanField, x):
           config=Config, description="Mean-field ReLU students of several widths vs a teacher.")
 @np.errstate(all="ignore")  # a flow that blew up gives inf and NaN numbers: they fail the checks
 def run(config: Config, key) -> Result:
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(config.dtype)
     k_data, k_init = jax.random.split(key)
     m = config.teacher_neurons
     u_teacher, z, y, z_test, y_test = teacher_data(config, k_data)

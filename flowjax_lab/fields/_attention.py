@@ -3,8 +3,8 @@
 Convention: the score of query token ``x_i`` for key token ``x_j`` is ``<Q x_i, K x_j>`` and the
 velocity is ``v_i = sum_j P_ij V x_j`` (then the output projection), with ``P`` the normalised
 ``exp`` of the scores. With ``chunk_size`` set, scores are evaluated block by block with a
-streaming log-sum-exp (forward) and recomputed block by block in a custom backward pass, so
-neither the forward nor the gradient ever holds an `(n, n)` array.
+streaming log-sum-exp (forward) and recomputed block by block in a custom backward pass
+(``_blocks.softmax_attend``), so neither the forward nor the gradient ever holds an `(n, n)` array.
 """
 
 from collections.abc import Callable
@@ -14,36 +14,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _checks
+from .. import _blocks, _checks
 from .._types import Array, Particles
 
 NORMALIZATIONS = ("softmax", "mean", "sinkhorn")
 SPHERE_ATOL = 1e-3
-_SWAP = {None: None, "causal": "anticausal", "anticausal": "causal"}
 
 
 # --- the attention core: queries (n, h, k), keys (m, h, k), values (m, h, e), key bias (m, h) ---
 
 
-def _visible(rows, cols, n_rows: int, n_cols: int, kind):
-    """Which (row, col) index pairs may interact, shape `(len(rows), len(cols))`."""
-    ok = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
-    if kind == "causal":
-        ok = ok & (cols[None, :] <= rows[:, None])
-    elif kind == "anticausal":
-        ok = ok & (cols[None, :] >= rows[:, None])
-    return ok
-
-
-def _scores(qb, kb, bb, ok):
-    """Masked scores ``<q_i, k_j> + bias_j`` of one block pair, shape `(h, cq, ck)`."""
-    s = jnp.einsum("ihk,jhk->hij", qb, kb) + jnp.transpose(bb)[:, None, :]
-    return jnp.where(ok[None], s, -jnp.inf)
-
-
 def _dense_attend(q, k, v, bias, kind):
-    ok = _visible(jnp.arange(q.shape[0]), jnp.arange(k.shape[0]), q.shape[0], k.shape[0], kind)
-    s = _scores(q, k, bias, ok)
+    n, m = q.shape[0], k.shape[0]
+    mask = _blocks.pair_mask(jnp.arange(n), jnp.arange(m), n, m, kind)
+    s = _blocks.attention_scores(q, k, bias, mask)
     top = jax.lax.stop_gradient(jnp.max(s, axis=-1))
     top = jnp.where(jnp.isfinite(top), top, 0)
     p = jnp.exp(s - top[..., None])  # (h, n, m)
@@ -52,101 +36,6 @@ def _dense_attend(q, k, v, bias, kind):
     lse = jnp.where(total > 0, top + jnp.log(safe), -jnp.inf)
     out = jnp.einsum("hij,jhe->ihe", p / safe[..., None], v)
     return out, jnp.transpose(lse)
-
-
-def _pad_blocks(a, chunk: int):
-    """`(n, ...)` -> `(n_blocks, chunk, ...)`, zero-padded."""
-    blocks = -(-a.shape[0] // chunk)
-    pad = [(0, blocks * chunk - a.shape[0])] + [(0, 0)] * (a.ndim - 1)
-    return jnp.pad(a, pad).reshape(blocks, chunk, *a.shape[1:])
-
-
-def _unblock(a, n: int):
-    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])[:n]
-
-
-def _chunked_forward(q, k, v, bias, kind, chunk):
-    n, m = q.shape[0], k.shape[0]
-    h, e = q.shape[1], v.shape[2]
-    dtype = q.dtype
-    kb_all, vb_all, bb_all = (_pad_blocks(a, chunk) for a in (k, v, bias))
-    col_ids = jnp.arange(kb_all.shape[0] * chunk, dtype=jnp.int32).reshape(-1, chunk)
-    lowest = jnp.finfo(dtype).min
-
-    def one_query_block(inputs):
-        qb, rows = inputs
-
-        def step(carry, key_block):
-            mx, total, acc = carry
-            kb, vb, bb, cols = key_block
-            s = _scores(qb, kb, bb, _visible(rows, cols, n, m, kind))
-            new = jnp.maximum(mx, jnp.max(s, axis=-1))
-            p = jnp.exp(s - new[..., None])
-            scale = jnp.exp(mx - new)
-            acc = acc * scale[..., None] + jnp.einsum("hij,jhe->hie", p, vb)
-            return (new, total * scale + jnp.sum(p, axis=-1), acc), None
-
-        init = (jnp.full((h, chunk), lowest, dtype), jnp.zeros((h, chunk), dtype),
-                jnp.zeros((h, chunk, e), dtype))
-        (mx, total, acc), _ = jax.lax.scan(step, init, (kb_all, vb_all, bb_all, col_ids))
-        safe = jnp.where(total > 0, total, 1)
-        lse = jnp.where(total > 0, mx + jnp.log(safe), -jnp.inf)
-        return jnp.transpose(acc / safe[..., None], (1, 0, 2)), jnp.transpose(lse)
-
-    row_ids = jnp.arange(-(-n // chunk) * chunk, dtype=jnp.int32).reshape(-1, chunk)
-    out, lse = jax.lax.map(one_query_block, (_pad_blocks(q, chunk), row_ids))
-    return _unblock(out, n), _unblock(lse, n)
-
-
-def _chunked_backward(kind, chunk, res, cotangents):
-    q, k, v, bias, out, lse = res
-    dout, dlse = cotangents
-    n, m = q.shape[0], k.shape[0]
-    delta = jnp.sum(dout * out, axis=-1) - dlse  # (n, h)
-    lse = jnp.where(jnp.isfinite(lse), lse, 0)
-    rows_b = [_pad_blocks(a, chunk) for a in (q, dout, delta, lse)]
-    cols_b = [_pad_blocks(a, chunk) for a in (k, v, bias)]
-    row_ids = jnp.arange(rows_b[0].shape[0] * chunk, dtype=jnp.int32).reshape(-1, chunk)
-    col_ids = jnp.arange(cols_b[0].shape[0] * chunk, dtype=jnp.int32).reshape(-1, chunk)
-
-    def pair(row_block, col_block):
-        qb, gb, db, lb, rows = row_block
-        kb, vb, bb, cols = col_block
-        s = _scores(qb, kb, bb, _visible(rows, cols, n, m, kind))
-        p = jnp.exp(s - jnp.transpose(lb)[..., None])  # (h, cq, ck)
-        dp = jnp.einsum("ihe,jhe->hij", gb, vb)
-        return p, p * (dp - jnp.transpose(db)[..., None])
-
-    def dq_block(row_block):
-        def step(acc, col_block):
-            _, ds = pair(row_block, col_block)
-            return acc + jnp.einsum("hij,jhk->ihk", ds, col_block[0]), None
-
-        return jax.lax.scan(step, jnp.zeros_like(row_block[0]), (*cols_b, col_ids))[0]
-
-    def dkvb_block(col_block):
-        def step(acc, row_block):
-            p, ds = pair(row_block, col_block)
-            dk, dv, db = acc
-            return (dk + jnp.einsum("hij,ihk->jhk", ds, row_block[0]),
-                    dv + jnp.einsum("hij,ihe->jhe", p, row_block[1]),
-                    db + jnp.transpose(jnp.sum(ds, axis=1))), None
-
-        init = tuple(jnp.zeros_like(a) for a in col_block[:3])
-        return jax.lax.scan(step, init, (*rows_b, row_ids))[0]
-
-    dq = jax.lax.map(dq_block, (*rows_b, row_ids))
-    dk, dv, db = jax.lax.map(dkvb_block, (*cols_b, col_ids))
-    return _unblock(dq, n), _unblock(dk, m), _unblock(dv, m), _unblock(db, m)
-
-
-def _chunked_fwd(q, k, v, bias, kind, chunk):
-    out, lse = _chunked_forward(q, k, v, bias, kind, chunk)
-    return (out, lse), (q, k, v, bias, out, lse)
-
-
-_chunked_attend = jax.custom_vjp(_chunked_forward, nondiff_argnums=(4, 5))
-_chunked_attend.defvjp(_chunked_fwd, _chunked_backward)
 
 
 def attend(q, k, v, bias, *, kind=None, chunk_size=None):
@@ -161,7 +50,7 @@ def attend(q, k, v, bias, *, kind=None, chunk_size=None):
     """
     if chunk_size is None:
         return _dense_attend(q, k, v, bias, kind)
-    return _chunked_attend(q, k, v, bias, kind, chunk_size)
+    return _blocks.softmax_attend(q, k, v, bias, kind, chunk_size)
 
 
 # --- parameters that may depend on depth ---
@@ -354,7 +243,8 @@ class Attention(eqx.Module):
         for _ in range(self.sinkhorn_iterations - 1):  # static and small: unrolled
             _, lse_rows = attend(q, k, nothing, g, kind=kind, chunk_size=self.chunk_size)
             f = jnp.where(jnp.isfinite(lse_rows), -lse_rows, -jnp.inf)  # blind rows: no say
-            _, lse_cols = attend(k, q, nothing, f, kind=_SWAP[kind], chunk_size=self.chunk_size)
+            _, lse_cols = attend(k, q, nothing, f, kind=_blocks.transposed(kind),
+                                 chunk_size=self.chunk_size)
             g = log_ratio - lse_cols + bias
         return g
 

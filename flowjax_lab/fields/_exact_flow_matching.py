@@ -12,19 +12,17 @@ posterior collapses onto the nearest data point.
 """
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _checks
+from .. import _blocks, _checks
 from .._types import Array, Particles
 
 
-class _Moments(eqx.Module):
-    """Posterior sums over the data for each particle, relative to the running maximum."""
+class _Sums(eqx.Module):
+    """Posterior sums over the data for each particle, relative to the running maximum `top` of
+    the logits ``L_j`` (the sums of a ``_blocks.Softmax``)."""
 
-    top: Array  # (n,) running max of the logits
-    mass: Array  # (n,) sum_j exp(L_j - top)
     y: Array  # (n, d) sum_j exp(L_j - top) y_j
     z: Array  # (n, d) sum_j exp(L_j - top) z_j
     y2: Array  # (n,) sum_j exp(L_j - top) |y_j|^2
@@ -60,9 +58,9 @@ class ExactFlowMatching(eqx.Module):
             w = _checks.weights(weights, m, "weights", dtype=data.dtype)
             log_w = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1)), -jnp.inf)
         self.chunk_size = _checks.positive_int(chunk_size, "chunk_size")
-        pad = -m % min(self.chunk_size, m)
-        self.data = jnp.concatenate([data, jnp.zeros((pad, data.shape[1]), data.dtype)])
-        self.log_weights = jnp.concatenate([log_w, jnp.full((pad,), -jnp.inf, data.dtype)])
+        size = min(self.chunk_size, m)
+        self.data = _blocks.pad_rows(data, size)
+        self.log_weights = _blocks.pad_rows(log_w, size, -jnp.inf)
 
     def _times(self, t, x):
         dtype = x.dtype
@@ -70,7 +68,7 @@ class ExactFlowMatching(eqx.Module):
         t = jnp.clip(jnp.asarray(t, dtype), 0, t_max)
         return jnp.broadcast_to(t, x.shape[:1])
 
-    def _moments(self, t, x) -> _Moments:
+    def _moments(self, t, x) -> _blocks.Softmax:
         x = _checks.particles(x, "x", dim=self.data.shape[1], finite=False)
         size = min(self.chunk_size, self.data.shape[0])
         return _posterior_sums(self.data, self.log_weights, self._times(t, x), x, size)
@@ -78,18 +76,18 @@ class ExactFlowMatching(eqx.Module):
     def __call__(self, t, x, args=None) -> Particles:
         """The velocity ``E[X1 - X0 | X_t = x]``, shape `(n, d)`."""
         acc = self._moments(t, x)
-        return (acc.y - acc.z) / acc.mass[:, None]
+        return (acc.sums.y - acc.sums.z) / acc.mass[:, None]
 
     def denoiser(self, t, x) -> Particles:
         """The posterior mean ``E[X1 | X_t = x]`` (x1-prediction), shape `(n, d)`."""
         acc = self._moments(t, x)
-        return acc.y / acc.mass[:, None]
+        return acc.sums.y / acc.mass[:, None]
 
     def score(self, t, x) -> Particles:
         """``grad log alpha_t(x) = -E[X0 | X_t = x] / (1 - t)`` (Tweedie), shape `(n, d)`."""
         acc = self._moments(t, x)
         s = 1 - self._times(t, x)
-        return -acc.z / (acc.mass * s)[:, None]
+        return -acc.sums.z / (acc.mass * s)[:, None]
 
     def log_prob(self, t, x) -> Array:
         """Log-density of ``alpha_t = sum_j w_j N(t y_j, (1 - t)^2 I)`` at each particle, `(n,)`."""
@@ -108,42 +106,32 @@ class ExactFlowMatching(eqx.Module):
         acc = self._moments(t, x)
         t = self._times(t, x)
         s = 1 - t
-        my, mz = acc.y / acc.mass[:, None], acc.z / acc.mass[:, None]
-        var_y = jnp.maximum(acc.y2 / acc.mass - jnp.sum(my**2, axis=1), 0)
-        var_z = jnp.maximum(acc.z2 / acc.mass - jnp.sum(mz**2, axis=1), 0)
+        my, mz = acc.sums.y / acc.mass[:, None], acc.sums.z / acc.mass[:, None]
+        var_y = jnp.maximum(acc.sums.y2 / acc.mass - jnp.sum(my**2, axis=1), 0)
+        var_z = jnp.maximum(acc.sums.z2 / acc.mass - jnp.sum(mz**2, axis=1), 0)
         early = t < 0.5
         grad_trace = jnp.where(early, t * var_y / s**2, var_z / jnp.where(early, 1, t))
         return (grad_trace - x.shape[1]) / s
 
 
 @eqx.filter_jit
-def _posterior_sums(data, log_weights, t, x, size: int) -> _Moments:
-    """Streaming log-sum-exp over chunks of `size` data points (jitted once per shape)."""
+def _posterior_sums(data, log_weights, t, x, size: int) -> _blocks.Softmax:
+    """Streaming log-sum-exp over chunks of `size` data points (jitted once per shape); the
+    padding of the data carries the log-weight ``-inf``."""
     dtype = x.dtype
-    s = 1 - t
     n, d = x.shape
-    ys = data.astype(dtype).reshape(-1, size, d)
-    log_ws = log_weights.astype(dtype).reshape(-1, size)
 
-    def step(acc: _Moments, chunk):
-        y, log_w = chunk
-        z = (x[:, None, :] - t[:, None, None] * y[None]) / s[:, None, None]  # (n, c, d)
+    def step(acc, particles, chunk, mask):
+        (xb, tb, sb), (y, log_w) = particles, chunk
+        z = (xb[:, None, :] - tb[:, None, None] * y[None]) / sb[:, None, None]  # (n, c, d)
         z2 = jnp.sum(z**2, axis=-1)
         logits = log_w[None, :] - z2 / 2  # (n, c)
-        top = jnp.maximum(acc.top, jnp.max(logits, axis=1))
-        safe = jnp.where(jnp.isfinite(top), top, 0)
-        old = jnp.exp(acc.top - safe)
-        p = jnp.exp(logits - safe[:, None])
-        return _Moments(
-            top,
-            old * acc.mass + jnp.sum(p, axis=1),
-            old[:, None] * acc.y + p @ y,
-            old[:, None] * acc.z + jnp.einsum("nc,ncd->nd", p, z),
-            old * acc.y2 + p @ jnp.sum(y**2, axis=1),
-            old * acc.z2 + jnp.sum(p * z2, axis=1),
-        ), None
+        return _blocks.softmax_update(acc, logits, lambda p: _Sums(
+            p @ y, jnp.einsum("nc,ncd->nd", p, z), p @ jnp.sum(y**2, axis=1),
+            jnp.sum(p * z2, axis=1)))
 
     zeros_n, zeros_nd = jnp.zeros((n,), dtype), jnp.zeros((n, d), dtype)
-    init = _Moments(jnp.full((n,), -jnp.inf, dtype), zeros_n, zeros_nd, zeros_nd, zeros_n, zeros_n)
-    acc, _ = jax.lax.scan(step, init, (ys, log_ws))
-    return acc
+    init = lambda _: _blocks.softmax_init((n,), _Sums(zeros_nd, zeros_nd, zeros_n, zeros_n), dtype)
+    particles = (x, t, 1 - t)
+    chunks = (data.astype(dtype), log_weights.astype(dtype))
+    return _blocks.fold_pairs(step, init, particles, chunks, (n, size))

@@ -1,7 +1,7 @@
 """Interacting particles: the Wasserstein gradient flow of a potential plus a pair interaction.
 
-Pair sums are evaluated block by block (rows with ``lax.map``, columns with ``lax.scan``), so no
-`(n, n)` array is ever held: memory is linear in `n` for a fixed block size.
+Pair sums are evaluated block by block (``_blocks.pair_sum``: rows with ``lax.map``, columns with
+``lax.scan``), so no `(n, n)` array is ever held: memory is linear in `n` for a fixed block size.
 """
 
 import math
@@ -11,50 +11,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .. import _checks
-from .._types import Array, Particles, Scalar, Weights
+from .. import _blocks, _checks
+from .._types import Scalar, Weights
 
 
 def default_chunk_size(n: int, d: int) -> int:
     """A block edge `c` such that a `(c, c, d)` block holds about 2^22 numbers (at most `n`)."""
     c = 2 ** int(math.log2(math.sqrt(2**22 / max(d, 1))))
     return max(1, min(n, max(32, c)))
-
-
-def pair_sum(fn: Callable, x: Particles, w: Weights, chunk_size: int) -> Array:
-    """``out_i = sum_{j != i} w_j fn(x_i - x_j)`` for each row, shape `(n, *fn_shape)`.
-
-    `fn` maps one difference `(d,)` to an array. The self pair is masked before `fn` sees it
-    (so singular kernels are fine) and gradients through masked pairs are exactly zero.
-    """
-    n, d = x.shape
-    c = min(chunk_size, n)
-    blocks = -(-n // c)
-    pad = blocks * c - n
-    xb = jnp.concatenate([x, jnp.zeros((pad, d), x.dtype)]).reshape(blocks, c, d)
-    wb = jnp.concatenate([w, jnp.zeros((pad,), w.dtype)]).reshape(blocks, c)
-    ib = jnp.arange(blocks * c).reshape(blocks, c)
-    out_shape = jax.eval_shape(fn, x[0]).shape
-    pair_fn = jax.vmap(jax.vmap(fn))
-
-    def row_block(rows):
-        xi, ii = rows
-
-        def column_block(acc, cols):
-            xj, wj, ij = cols
-            valid = (ii[:, None] != ij[None, :]) & (ij[None, :] < n)
-            z = jnp.where(valid[..., None], xi[:, None, :] - xj[None, :, :], 1)
-            value = pair_fn(z)
-            mask = valid.reshape(valid.shape + (1,) * len(out_shape))
-            value = jnp.where(mask, value, 0)
-            return acc + jnp.einsum("ij...,j->i...", value, wj.astype(value.dtype)), None
-
-        acc0 = jnp.zeros((c, *out_shape), x.dtype)
-        acc, _ = jax.lax.scan(column_block, acc0, (xb, wb, ib))
-        return acc
-
-    out = jax.lax.map(row_block, (xb, ib))
-    return out.reshape(blocks * c, *out_shape)[:n]
 
 
 def _uniform(x, weights):
@@ -143,8 +107,10 @@ class Interaction(eqx.Module):
                 got = getattr(out, "shape", type(out).__name__)
                 raise ValueError(f"`{name}` must return a scalar for one point ({d},), got {got}.")
 
-    def _chunk(self, x) -> int:
-        return self.chunk_size or default_chunk_size(*x.shape)
+    def _pair_sum(self, fn, x, w):
+        """``sum_{j != i} w_j fn(x_i - x_j)`` for each particle, `(n, *fn_shape)`."""
+        chunk = min(self.chunk_size or default_chunk_size(*x.shape), x.shape[0])
+        return _blocks.pair_sum(fn, x, x, w, chunk, kind="distinct")
 
     def __call__(self, t, x, args=None):
         """Velocity of every particle, shape `(n, d)`."""
@@ -175,7 +141,7 @@ def _velocity(field, x):
     if field.potential is not None:
         v = v - jax.vmap(jax.grad(field.potential))(x).astype(x.dtype)
     if field.kernel is not None:
-        v = v - pair_sum(jax.grad(field.kernel), x, w, field._chunk(x))
+        v = v - field._pair_sum(jax.grad(field.kernel), x, w)
     return v
 
 
@@ -186,7 +152,7 @@ def _divergence(field, x):
     if field.potential is not None:
         div = div - jax.vmap(_laplacian(field.potential))(x).astype(x.dtype)
     if field.kernel is not None:
-        div = div - pair_sum(_laplacian(field.kernel), x, w, field._chunk(x))
+        div = div - field._pair_sum(_laplacian(field.kernel), x, w)
     return div
 
 
@@ -197,5 +163,5 @@ def _energy(field, x):
     if field.potential is not None:
         total = total + w @ jax.vmap(field.potential)(x).astype(x.dtype)
     if field.kernel is not None:
-        total = total + 0.5 * (w @ pair_sum(field.kernel, x, w, field._chunk(x)))
+        total = total + 0.5 * (w @ field._pair_sum(field.kernel, x, w))
     return total

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import optimistix as optx
 
 from .. import _checks
-from .._trajectory import Status, Trajectory, finite_status
+from .._status import Status, finite_status, first_failure, from_diffrax, raise_if_failed
+from .._trajectory import Trajectory
 
 
 def _check_energy(energy, x) -> None:
@@ -37,10 +38,7 @@ def _step(energy, x, tau, w, rtol, atol, max_steps):
 
     sol = optx.minimise(objective, optx.LBFGS(rtol=rtol, atol=atol), x, max_steps=max_steps,
                         throw=False)
-    status = jnp.where(sol.result == optx.RESULTS.successful, Status.SUCCESS,
-                       jnp.where(sol.result == optx.RESULTS.max_steps_reached,
-                                 Status.MAX_STEPS_REACHED, Status.SOLVER_FAILURE))
-    return sol.value, finite_status(status, sol.value)
+    return sol.value, finite_status(from_diffrax(sol.result), sol.value)
 
 
 @eqx.filter_jit
@@ -53,9 +51,9 @@ def _jko(energy, x0, tau, w, num_steps, rtol, atol, max_steps):
     def body(carry, _):
         x, status = carry
         y, step_status = _step(energy, x, tau, w, rtol, atol, max_steps)
-        return (y, jnp.maximum(status, step_status)), y
+        return (y, first_failure(status, step_status)), y
 
-    (_, status), xs = jax.lax.scan(body, (x0, jnp.asarray(Status.SUCCESS)), None,
+    (_, status), xs = jax.lax.scan(body, (x0, jnp.asarray(Status.SUCCESS, jnp.int32)), None,
                                    length=num_steps)
     xs = jnp.concatenate([x0[None], xs])
     ts = tau * jnp.arange(num_steps + 1, dtype=x0.dtype)
@@ -63,7 +61,8 @@ def _jko(energy, x0, tau, w, num_steps, rtol, atol, max_steps):
     return Trajectory(ts, xs, None, stats, status)
 
 
-def jko_step(energy, x, tau, *, weights=None, rtol=1e-8, atol=1e-8, max_steps=512):
+def jko_step(energy, x, tau, *, weights=None, rtol=1e-8, atol=1e-8, max_steps=512,
+             throw=False):
     """One minimizing movement ``argmin_y sum_i w_i |y_i - x_i|^2 / (2 tau) + energy(y)``.
 
     The transport cost pairs `y_i` with `x_i`, which equals ``W2^2(x, y)`` for small steps (the
@@ -76,22 +75,28 @@ def jko_step(energy, x, tau, *, weights=None, rtol=1e-8, atol=1e-8, max_steps=51
     - `x`: the current cloud `(n, d)`; `tau`: the time step, > 0.
     - `weights`: particle weights `(n,)` (uniform if `None`).
     - `rtol`, `atol`, `max_steps`: passed to ``optimistix.LBFGS`` / ``optimistix.minimise``.
+    - `throw`: raise the status message if the solve fails (as in `simulate`).
 
-    **Returns:** `(y, status)`: the new cloud `(n, d)` and a [`Status`][] code.
+    **Returns:** `(y, status)`: the new cloud `(n, d)` and a [`Status`][flowjax_lab.Status] code
+    (``NOT_CONVERGED`` when L-BFGS ran out of `max_steps`).
     """
     x, tau, w = _prepare(energy, x, tau, weights, "x")
     max_steps = _checks.positive_int(max_steps, "max_steps")
-    return _jko_step(energy, x, tau, w, rtol, atol, max_steps)
+    y, status = _jko_step(energy, x, tau, w, rtol, atol, max_steps)
+    return (raise_if_failed(y, status, "jko_step") if throw else y), status
 
 
 def jko(energy, x0, tau, num_steps, *, weights=None, rtol=1e-8, atol=1e-8,
-        max_steps=512) -> Trajectory:
+        max_steps=512, throw=False) -> Trajectory:
     """`num_steps` JKO steps of size `tau` from `x0` `(n, d)`, in one jitted ``lax.scan``.
 
+    Arguments as in `jko_step`.
+
     **Returns:** a [`Trajectory`][] with `ts = tau * k` `(K + 1,)`, `xs` `(K + 1, n, d)` and the
-    worst step status (a step that did not converge, or a NaN, says so).
+    status of the first step that failed (did not converge, or gave a NaN), else success.
     """
     x0, tau, w = _prepare(energy, x0, tau, weights, "x0")
     num_steps = _checks.positive_int(num_steps, "num_steps")
     max_steps = _checks.positive_int(max_steps, "max_steps")
-    return _jko(energy, x0, tau, w, num_steps, rtol, atol, max_steps)
+    traj = _jko(energy, x0, tau, w, num_steps, rtol, atol, max_steps)
+    return raise_if_failed(traj, traj.status, "jko") if throw else traj

@@ -21,18 +21,21 @@ from tqdm.auto import tqdm
 
 from .. import _checks
 from .._atomic import write_atomic
+from .._status import HasStatus, Status
 
 STATE_FILE = "state.eqx"
 PROGRESS_FILE = "progress.json"
 
 
 @dataclasses.dataclass
-class FitResult:
+class FitResult(HasStatus):
     """The outcome of ``fit``.
 
     **Fields:** `model` (trained), `opt_state`, `losses` (NumPy `(step,)`), `evaluations`
-    (list of `(step, dict)`), `step` (steps done), `status` ("ok", "nonfinite" when a loss became
-    NaN/inf and training stopped, or "interrupted"), `seconds` (wall time of this call).
+    (list of `(step, dict)`), `step` (steps done), `status` (a [`Status`][flowjax_lab.Status]
+    code, a Python int: ``SUCCESS``, ``NONFINITE`` when a loss became NaN/inf and training
+    stopped, or ``INTERRUPTED``), `seconds` (wall time of this call). `ok`, `message` and
+    `raise_on_failure` read `status`.
     """
 
     model: object
@@ -40,12 +43,14 @@ class FitResult:
     losses: np.ndarray
     evaluations: list
     step: int
-    status: str
+    status: int
     seconds: float
+
+    what = "fit"
 
     @property
     def interrupted(self) -> bool:
-        return self.status == "interrupted"
+        return self.status == Status.INTERRUPTED
 
 
 def _save(folder: Path, params, opt_state, step: int, losses: list, evaluations: list) -> None:
@@ -122,7 +127,7 @@ def fit(
     - `resume`: continue from `checkpoint` if it holds a saved state.
     - `progress`: show a progress bar.
 
-    Ctrl-C stops after the current chunk with a checkpoint and ``status="interrupted"``.
+    Ctrl-C stops after the current chunk with a checkpoint and status ``INTERRUPTED``.
     """
     steps = _checks.positive_int(steps, "steps")
     chunk = _checks.positive_int(chunk, "chunk")
@@ -149,7 +154,7 @@ def fit(
         run_chunk = eqx.filter_jit(lambda params, opt_state, first, length: _chunk(
             params, opt_state, first, length, key, loss, static, optimizer))
 
-    status, began = "ok", time.perf_counter()
+    status, began = Status.SUCCESS, time.perf_counter()
     bar = tqdm(total=steps, initial=start, disable=not progress, unit="step", leave=False)
     step = start
     try:
@@ -161,7 +166,7 @@ def fit(
             values = np.asarray(values)
             if not np.all(np.isfinite(values)):
                 losses += values[: int(np.argmax(~np.isfinite(values))) + 1].tolist()
-                status = "nonfinite"
+                status = Status.NONFINITE
                 break
             params, opt_state, step = new_params, new_opt_state, step + length
             losses += values.tolist()
@@ -173,7 +178,7 @@ def fit(
             if folder is not None:
                 _save(folder, params, opt_state, step, losses, evaluations)
     except KeyboardInterrupt:
-        status = "interrupted"
+        status = Status.INTERRUPTED
         if folder is not None:
             _save(folder, params, opt_state, step, losses, evaluations)
     finally:

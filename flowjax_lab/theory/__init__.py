@@ -22,6 +22,11 @@ from ._diffusion import (
     gaussian_mixture_score as gaussian_mixture_score,
     gaussian_score as gaussian_score,
 )
+from ._diffusion_errors import (
+    DiffusionErrors as DiffusionErrors,
+    diffusion_errors as diffusion_errors,
+    diffusion_sampler_law as diffusion_sampler_law,
+)
 from ._flow_matching import (
     flow_matching_gaussian as flow_matching_gaussian,
     flow_matching_map as flow_matching_map,

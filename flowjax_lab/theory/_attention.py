@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks
+from .._status import from_diffrax, raise_if_failed
 from .._types import Array, Matrix, Scalar, Times
 from ._linalg import symmetrize
 
@@ -124,10 +125,9 @@ def _solve(cov0, Q, K, V, ts, rtol, atol, threshold, max_steps):
     growth = jnp.sum(s_end * _rhs(t_end, s_end, (Q, K, V)))  # d|S|^2/dt / 2
     extrapolated = t_end + jnp.sum(s_end**2) / jnp.where(growth > 0, growth, 1)
     blow_up_time = jnp.where(blew_up, extrapolated, jnp.inf)
-    failed = ~blew_up & (sol.result != dfx.RESULTS.successful)
     covs = jnp.where((ts >= blow_up_time)[:, None, None], jnp.inf, sol.ys[0])
-    covs = eqx.error_if(covs, failed, "attention_covariance: the ODE solver failed "
-                        "(raise `max_steps` or loosen `rtol`/`atol`).")
+    # The blow-up event is an answer, not a failure (``from_diffrax`` reads it as a success).
+    covs = raise_if_failed(covs, from_diffrax(sol.result), "theory.attention_covariance")
     return AttentionCovariance(ts, _symmetrize(covs), blow_up_time, blew_up)
 
 

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
+from .._status import finite_status, from_diffrax, raise_if_failed
 from .._types import Matrix
 
 
@@ -33,6 +34,7 @@ def flow_matching_map(cov0, cov1, t=1.0, *, rtol=1e-8, atol=1e-8) -> Matrix:
 
     Integrates the matrix ODE ``dPhi/dt = A_t Phi`` with diffrax. Phi_1 pushes N(0, cov0) to
     N(0, cov1); it equals the Bures-Monge map when cov0 and cov1 commute, and not in general.
+    A failed solve raises ``RuntimeError`` with its [`Status`][flowjax_lab.Status] message.
     """
     cov0 = _checks.covariance(cov0, "cov0")
     d = cov0.shape[0]
@@ -46,8 +48,11 @@ def flow_matching_map(cov0, cov1, t=1.0, *, rtol=1e-8, atol=1e-8) -> Matrix:
         dfx.ODETerm(_map_velocity), dfx.Tsit5(), jnp.zeros((), cov0.dtype), t, None,
         jnp.eye(d, dtype=cov0.dtype), args=(cov0, cov1),
         stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol), max_steps=16384,
+        throw=False,
     )
-    return jax.tree.map(lambda y: y[-1], sol.ys)
+    status = finite_status(from_diffrax(sol.result), sol.ys)
+    return raise_if_failed(jax.tree.map(lambda y: y[-1], sol.ys), status,
+                           "theory.flow_matching_map")
 
 
 def _map_velocity(s, phi, covs):

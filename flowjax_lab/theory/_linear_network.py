@@ -5,6 +5,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .. import _checks
+from .._status import finite_status, from_diffrax, raise_if_failed
 from .._types import Array
 
 
@@ -30,7 +31,8 @@ def linear_network_covariance(cov0, Szz, Syz, ts, *, rtol=1e-8, atol=1e-8) -> Ar
     - `Syz`: output-input cross moment `(d_out, d_in)`.
     - `ts`: increasing times `(T,)`, starting at the time of `cov0`.
 
-    **Returns:** `Sigma_t` at each time, shape `(T, d_in + d_out, d_in + d_out)`.
+    **Returns:** `Sigma_t` at each time, shape `(T, d_in + d_out, d_in + d_out)`. A failed solve
+    raises ``RuntimeError`` with its [`Status`][flowjax_lab.Status] message.
     """
     Szz = _checks.covariance(Szz, "Szz")
     d_in = Szz.shape[0]
@@ -47,7 +49,8 @@ def linear_network_covariance(cov0, Szz, Syz, ts, *, rtol=1e-8, atol=1e-8) -> Ar
         raise ValueError("`ts` must be increasing.")
     _checks.positive(rtol, "rtol")
     _checks.positive(atol, "atol")
-    return _solve(cov0, Szz, Syz, ts, rtol, atol)
+    sigmas, status = _solve(cov0, Szz, Syz, ts, rtol, atol)
+    return raise_if_failed(sigmas, status, "theory.linear_network_covariance")
 
 
 @eqx.filter_jit
@@ -63,6 +66,6 @@ def _solve(cov0, Szz, Syz, ts, rtol, atol):
 
     sol = dfx.diffeqsolve(
         dfx.ODETerm(vf), dfx.Tsit5(), ts[0], ts[-1], None, cov0, saveat=dfx.SaveAt(ts=ts),
-        stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol), max_steps=65536,
+        stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol), max_steps=65536, throw=False,
     )
-    return sol.ys
+    return sol.ys, finite_status(from_diffrax(sol.result), sol.ys)

@@ -1,6 +1,7 @@
 """Optimal transport between particle clouds and Gaussians, on ott-jax and scipy."""
 
 from ._assignment import optimal_permutation as optimal_permutation
+from ._auction import AssignmentResult as AssignmentResult, linear_assignment as linear_assignment
 from ._coupling import minibatch_coupling as minibatch_coupling
 from ._divergence import sinkhorn_divergence as sinkhorn_divergence
 from ._gaussian import gaussian_monge_map as gaussian_monge_map, gaussian_w2 as gaussian_w2

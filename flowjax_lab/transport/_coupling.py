@@ -4,23 +4,27 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
-from .._types import Key, Particles
+from .._status import Status
+from .._types import Key
 from ._assignment import optimal_permutation
 from ._sinkhorn import check_momentum, prepare, sinkhorn
 
 
 def minibatch_coupling(x0, x1, *, epsilon=None, key=None, threshold=1e-3, max_iterations=2000,
-                       momentum=None) -> tuple[Particles, Particles]:
+                       momentum=None, throw=False, return_status=False) -> tuple:
     """Pair the rows of `x0` `(n, d)` with rows of `x1` `(n, d)` by optimal transport.
 
     With `epsilon=None` the pairing is the exact optimal permutation (each `x1` row used once).
     With `epsilon > 0` each `x0` row draws its partner from its row of the entropic plan
     (needs `key`), as in Schrodinger-bridge flow matching. Works inside ``jit``.
 
-    `threshold`, `max_iterations` and `momentum` (over-relaxation in [1, 2), `None` = off) set
-    the entropic solve as in `sinkhorn`; they are checked always and used only with `epsilon`.
+    `threshold`, `max_iterations`, `momentum` (over-relaxation in [1, 2), `None` = off) and
+    `throw` (raise the status message when the solve fails) set the entropic solve as in
+    `sinkhorn`; they are checked always and used only with `epsilon`.
 
-    **Returns:** `(x0, x1_paired)`, both `(n, d)`.
+    **Returns:** `(x0, x1_paired)`, both `(n, d)`, then with `return_status=True` the
+    [`Status`][flowjax_lab.Status] of the entropic solve (always ``SUCCESS`` for the exact
+    pairing).
     """
     x0, x1, _, _ = prepare(x0, x1, None, None, ("x0", "x1"))
     if x0.shape[0] != x1.shape[0]:
@@ -32,15 +36,18 @@ def minibatch_coupling(x0, x1, *, epsilon=None, key=None, threshold=1e-3, max_it
     max_iterations = _checks.positive_int(max_iterations, "max_iterations")
     momentum = check_momentum(momentum)
     if epsilon is None:
-        return x0, x1[optimal_permutation(x0, x1)]
-    _checks.positive(epsilon, "epsilon")
-    key = _checks.key(key)
-    solve = dict(epsilon=epsilon, threshold=threshold, max_iterations=max_iterations,
-                 momentum=momentum)
-    return x0, x1[_sample_plan(key, x0, x1, solve)]
+        partners, status = optimal_permutation(x0, x1), jnp.asarray(Status.SUCCESS, jnp.int32)
+    else:
+        _checks.positive(epsilon, "epsilon")
+        key = _checks.key(key)
+        result = sinkhorn(x0, x1, epsilon=epsilon, threshold=threshold,
+                          max_iterations=max_iterations, momentum=momentum, throw=throw)
+        partners, status = _sample_plan(key, result.plan()), result.status
+    paired = x0, x1[partners]
+    return (*paired, status) if return_status else paired
 
 
-def _sample_plan(key: Key, x0, x1, solve: dict):
-    plan = sinkhorn(x0, x1, **solve).plan()
+def _sample_plan(key: Key, plan):
+    """One column index per row of `plan` `(n, m)`, drawn in proportion to the row: `(n,)`."""
     logits = jnp.log(jnp.maximum(plan, jnp.finfo(plan.dtype).tiny))
     return jax.random.categorical(key, jax.lax.stop_gradient(logits), axis=1)

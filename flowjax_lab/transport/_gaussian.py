@@ -5,7 +5,7 @@ from ott.tools.gaussian_mixture.gaussian import Gaussian as OttGaussian
 
 from .. import _checks
 from .._types import Matrix, Scalar
-from ._ott import ott_promotion
+from ._ott import promoted
 
 
 def _gaussian(mean, cov, names):
@@ -24,10 +24,12 @@ def gaussian_w2(mean0, cov0, mean1, cov1) -> Scalar:
     mean0, cov0 = _gaussian(mean0, cov0, ("mean0", "cov0"))
     mean1, cov1 = _gaussian(mean1, cov1, ("mean1", "cov1"))
     _checks.same_dimension(cov0, cov1, ("cov0", "cov1"))
-    with ott_promotion():
-        g0 = OttGaussian.from_mean_and_cov(mean0, cov0)
-        g1 = OttGaussian.from_mean_and_cov(mean1.astype(mean0.dtype), cov1.astype(mean0.dtype))
-        return jnp.maximum(g0.w2_dist(g1), 0)
+    return promoted(_squared_w2)(mean0, cov0, mean1.astype(mean0.dtype), cov1.astype(mean0.dtype))
+
+
+def _squared_w2(mean0, cov0, mean1, cov1) -> Scalar:
+    g0 = OttGaussian.from_mean_and_cov(mean0, cov0)
+    return jnp.maximum(g0.w2_dist(OttGaussian.from_mean_and_cov(mean1, cov1)), 0)
 
 
 def gaussian_monge_map(cov0, cov1) -> Matrix:
@@ -35,10 +37,13 @@ def gaussian_monge_map(cov0, cov1) -> Matrix:
     definite with ``T cov0 T = cov1``, shape `(d, d)`. Apply it as ``x @ T`` (T is symmetric)."""
     cov0 = _checks.covariance(cov0, "cov0")
     cov1 = _checks.covariance(cov1, "cov1", dim=cov0.shape[0]).astype(cov0.dtype)
+    return promoted(_monge_map)(cov0, cov1)
+
+
+def _monge_map(cov0, cov1) -> Matrix:
     zero = jnp.zeros(cov0.shape[0], cov0.dtype)
-    with ott_promotion():
-        g0 = OttGaussian.from_mean_and_cov(zero, cov0)
-        g1 = OttGaussian.from_mean_and_cov(zero, cov1)
-        # The map applied to the basis vectors gives its rows (T is symmetric).
-        mapped = g0.transport(g1, jnp.eye(cov0.shape[0], dtype=cov0.dtype))
+    g0 = OttGaussian.from_mean_and_cov(zero, cov0)
+    g1 = OttGaussian.from_mean_and_cov(zero, cov1)
+    # The map applied to the basis vectors gives its rows (T is symmetric).
+    mapped = g0.transport(g1, jnp.eye(cov0.shape[0], dtype=cov0.dtype))
     return (mapped + mapped.T) / 2

@@ -19,8 +19,9 @@ from ott.problems.linear import linear_problem
 from ott.solvers.linear import acceleration, sinkhorn as ott_sinkhorn
 
 from .. import _checks
+from .._status import HasStatus, Status, finite_status, raise_if_failed
 from .._types import Array, Particles, Scalar
-from ._ott import ott_promotion
+from ._ott import promoted
 
 
 def prepare(x, y, a, b, names=("x", "y")):
@@ -78,23 +79,33 @@ def check_momentum(momentum, name: str = "momentum") -> float | None:
     return value
 
 
-class SinkhornResult(eqx.Module):
+class SinkhornResult(HasStatus, eqx.Module):
     """Solution of entropic OT between `x` `(n, d)` and `y` `(m, d)` for the cost |x - y|^2.
 
     **Fields:** `cost` (entropic OT cost, scalar), `f` `(n,)` and `g` `(m,)` dual potentials,
-    `converged` (bool), `iterations` (int), `epsilon` (the regularisation used), and the inputs.
+    `status` (a [`Status`][flowjax_lab.Status] code: ``NOT_CONVERGED`` when the iteration budget
+    ran out, ``NONFINITE`` when the iteration diverged), `iterations` (int), `epsilon` (the
+    regularisation used), and the inputs. `converged`, `ok`, `message` and `raise_on_failure`
+    read `status`.
     """
 
     cost: Scalar
     f: Array
     g: Array
-    converged: Array
+    status: Array
     iterations: Array
     epsilon: Scalar
     x: Particles
     y: Particles
     a: Array
     b: Array
+
+    what = "sinkhorn"
+
+    @property
+    def converged(self) -> Array:
+        """Boolean array: did the solve converge to a finite solution?"""
+        return self.ok
 
     def cost_matrix(self) -> Array:
         """|x_i - y_j|^2, shape `(n, m)` (dense: small clouds only)."""
@@ -126,9 +137,10 @@ def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iteratio
       so the same solution to the threshold, usually in fewer iterations (about 2x fewer at
       w = 1.5 on the benchmark problem); `None` (default) or 1 is plain Sinkhorn. Near 2 the
       iteration can oscillate or diverge (seen from about 1.85 at small epsilon), which is
-      reported as `converged=False`. A Python number (static: each value compiles once).
+      reported in `status`. A Python number (static: each value compiles once).
     - `lse_mode`: log-sum-exp updates (stable for small epsilon) or kernel mode.
-    - `throw`: raise if not converged, instead of only reporting `converged=False`.
+    - `throw`: raise the status message when the solve fails (``RuntimeError``; an ``error_if``
+      under ``jit``) instead of only reporting it in `status`.
     """
     x, y, a, b = prepare(x, y, a, b)
     _checks.positive(epsilon, "epsilon")
@@ -139,32 +151,32 @@ def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iteratio
     b = uniform(y.shape[0], x.dtype) if b is None else b
     epsilon = default_epsilon(x, y) if epsilon is None else jnp.asarray(epsilon, x.dtype)
     result = _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, lse_mode)
-    if throw:
-        f = eqx.error_if(result.f, ~result.converged, "sinkhorn did not converge.")
-        result = eqx.tree_at(lambda r: r.f, result, f)
-    return result
+    return raise_if_failed(result, result.status, "sinkhorn") if throw else result
 
 
 @eqx.filter_jit
 def _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, lse_mode):
-    with ott_promotion():
+    extra = {}
+    if momentum is not None:
+        # start=0: constant weight from the first iteration (no adaptive schedule).
+        value = np.asarray(momentum, dtype=x.dtype)
+        extra["momentum"] = acceleration.Momentum(start=0, value=value)
+    solver = ott_sinkhorn.Sinkhorn(
+        lse_mode=lse_mode, threshold=threshold, max_iterations=max_iterations, **extra
+    )
+
+    def solve(x, y, a, b, epsilon):
         geom = pointcloud.PointCloud(x, y, epsilon=epsilon)
-        problem = linear_problem.LinearProblem(geom, a=a, b=b)
-        extra = {}
-        if momentum is not None:
-            # start=0: constant weight from the first iteration (no adaptive schedule).
-            value = np.asarray(momentum, dtype=x.dtype)
-            extra["momentum"] = acceleration.Momentum(start=0, value=value)
-        solver = ott_sinkhorn.Sinkhorn(
-            lse_mode=lse_mode, threshold=threshold, max_iterations=max_iterations, **extra
-        )
-        out = solver(problem)
-        eps = jnp.asarray(geom.epsilon, x.dtype)
-        iterations = jnp.asarray(out.n_iters)
+        out = solver(linear_problem.LinearProblem(geom, a=a, b=b))
         # ott-jax stops as soon as the marginal error is inf and then reads the last, unfilled
         # slot of its error log (-1 < threshold) as convergence; a diverged run (too much
-        # momentum, underflow in kernel mode) must report converged=False.
-        converged = out.converged & jnp.all(jnp.isfinite(out.errors)) & jnp.isfinite(
-            out.reg_ot_cost)
-    return SinkhornResult(out.reg_ot_cost, out.f, out.g, converged, iterations, eps, x, y, a, b)
+        # momentum, underflow in kernel mode) is NONFINITE, not a success.
+        converged = jnp.where(out.converged, jnp.int32(Status.SUCCESS),
+                              jnp.int32(Status.NOT_CONVERGED))
+        diverged = ~(jnp.all(jnp.isfinite(out.errors)) & jnp.isfinite(out.reg_ot_cost))
+        status = jnp.where(diverged, jnp.int32(Status.NONFINITE), converged)
+        status = finite_status(status, out.f, out.g)
+        eps = jnp.asarray(geom.epsilon, x.dtype)
+        return out.reg_ot_cost, out.f, out.g, status, jnp.asarray(out.n_iters), eps
 
+    return SinkhornResult(*promoted(solve)(x, y, a, b, epsilon), x, y, a, b)

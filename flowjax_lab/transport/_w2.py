@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 
 from .. import _checks
+from .._status import Status
 from .._types import Scalar
 from ._assignment import optimal_permutation
 from ._divergence import sinkhorn_divergence
@@ -16,7 +17,7 @@ def _exact_possible(x, y, a, b) -> bool:
 
 
 def w2(x, y, *, a=None, b=None, method="auto", epsilon=None, momentum=None,
-       return_method=False):
+       return_method=False, throw=False, return_status=False):
     """W2 (not squared) between clouds `x` `(n, d)` and `y` `(m, d)`.
 
     **Arguments:**
@@ -27,8 +28,13 @@ def w2(x, y, *, a=None, b=None, method="auto", epsilon=None, momentum=None,
     - `momentum`: over-relaxation in [1, 2) for the sinkhorn method's solves (`None` = off; see
       `sinkhorn`). Checked always, used by the sinkhorn method only.
     - `return_method`: also return the name of the method used.
+    - `throw`: raise the status message when a Sinkhorn solve fails, as in `sinkhorn`.
+    - `return_status`: also return a [`Status`][flowjax_lab.Status] code (the Sinkhorn
+      divergence's; always ``SUCCESS`` for the exact method).
 
     Differentiable in `x` and `y` (with the exact method, the assignment is held fixed).
+
+    **Returns:** `value`, then the method if `return_method`, then the status if `return_status`.
     """
     x, y, a, b = prepare(x, y, a, b)
     method = _checks.choice(method, METHODS, "method")
@@ -41,11 +47,14 @@ def w2(x, y, *, a=None, b=None, method="auto", epsilon=None, momentum=None,
                 "method='exact' needs clouds of equal size with uniform weights (a=b=None); "
                 f"got n={x.shape[0]}, m={y.shape[0]}. Use method='sinkhorn'."
             )
-        value = _exact_w2(x, y)
+        value, status = _exact_w2(x, y), jnp.asarray(Status.SUCCESS, jnp.int32)
     else:
-        value = jnp.sqrt(jnp.maximum(sinkhorn_divergence(x, y, a=a, b=b, epsilon=epsilon,
-                                                              momentum=momentum), 0))
-    return (value, method) if return_method else value
+        divergence, status = sinkhorn_divergence(x, y, a=a, b=b, epsilon=epsilon,
+                                                 momentum=momentum, throw=throw,
+                                                 return_status=True)
+        value = jnp.sqrt(jnp.maximum(divergence, 0))
+    extras = ((method,) if return_method else ()) + ((status,) if return_status else ())
+    return (value, *extras) if extras else value
 
 
 def _exact_w2(x, y) -> Scalar:

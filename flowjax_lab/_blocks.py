@@ -1,0 +1,285 @@
+"""Blocks: the one place where pair computations are cut into blocks (ARCHITECTURE.md, rule 6).
+
+A pair computation runs over rows ``i < n`` (particles, queries) and columns ``j < m`` (particles,
+keys, data points). Cut into blocks, it never holds an `(n, m)` array:
+
+- padding: `pad_rows`, `to_blocks`, `unblock` turn `(n, ...)` into `(n_blocks, block, ...)` and
+  back; `pair_mask` says which pairs of a block count (padding, self pairs, causality).
+- the driver: `fold_pairs` maps over row blocks (`lax.map`) and folds a step over column blocks
+  (`lax.scan`): memory is one block pair plus the carries.
+- pair sums: `pair_sum`, ``sum_j w_j fn(x_i - y_j)``, and its one-block kernel `block_pair_sum`.
+- streaming log-sum-exp: `Softmax`, `softmax_init`, `softmax_update`, `softmax_finish` keep an
+  online maximum and normaliser, so softmax-weighted sums never overflow or underflow.
+- attention: `softmax_attend`, the softmax-weighted average of values for the logits
+  ``<q_i, k_j> + b_j``, with a custom backward that recomputes the blocks (memory linear in
+  ``n + m`` for the value and the gradient).
+"""
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+MASK_KINDS = (None, "causal", "anticausal", "distinct")
+_TRANSPOSED = {None: None, "causal": "anticausal", "anticausal": "causal", "distinct": "distinct"}
+
+
+# --- padding and masks ---
+
+
+def pad_rows(a: Array, multiple: int, fill=0) -> Array:
+    """`a` `(n, ...)` padded with `fill` to `(ceil(n / multiple) * multiple, ...)`."""
+    pad = -a.shape[0] % multiple
+    return jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
+
+
+def to_blocks(a: Array, block: int, fill=0) -> Array:
+    """`a` `(n, ...)` -> `(ceil(n / block), block, ...)`, the last block padded with `fill`."""
+    a = pad_rows(a, block, fill)
+    return a.reshape(a.shape[0] // block, block, *a.shape[1:])
+
+
+def unblock(a: Array, n: int) -> Array:
+    """`(n_blocks, block, ...)` -> `(n, ...)`: the blocks joined, the padding dropped."""
+    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])[:n]
+
+
+def block_ids(n: int, block: int) -> Array:
+    """The global index of every slot of `to_blocks` of `n` rows, `(n_blocks, block)` int32."""
+    return jnp.arange(-(-n // block) * block, dtype=jnp.int32).reshape(-1, block)
+
+
+def transposed(kind: str | None) -> str | None:
+    """The mask kind of the transposed pairs (columns as rows): causal <-> anticausal."""
+    return _TRANSPOSED[kind]
+
+
+def pair_mask(rows: Array, cols: Array, n_rows: int, n_cols: int, kind: str | None = None):
+    """Which pairs of a block count, `(len(rows), len(cols))` bool.
+
+    `rows`, `cols`: global indices of the block's rows and columns; indices at or past `n_rows`,
+    `n_cols` are padding and never count. `kind`: `None` (every pair), "causal" (j <= i),
+    "anticausal" (j >= i) or "distinct" (j != i, no self pairs).
+    """
+    ok = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
+    if kind == "causal":
+        ok = ok & (cols[None, :] <= rows[:, None])
+    elif kind == "anticausal":
+        ok = ok & (cols[None, :] >= rows[:, None])
+    elif kind == "distinct":
+        ok = ok & (cols[None, :] != rows[:, None])
+    return ok
+
+
+# --- the driver ---
+
+
+def fold_pairs(step: Callable, init: Callable, rows, cols, block: int | tuple[int, int], *,
+               kind: str | None = None, finish: Callable | None = None):
+    """For each block of rows, fold `step` over the blocks of columns.
+
+    **Arguments:**
+    - `rows`, `cols`: pytrees of arrays with leading axes `n` and `m` (zero-padded to blocks).
+    - `block`: the block edge, or `(row_block, col_block)`.
+    - `init(row_block) -> carry`: the carry of one block of rows.
+    - `step(carry, row_block, col_block, mask) -> carry`, with `mask` `(row_block, col_block)`
+      from `pair_mask` with `kind` (padded rows and columns are always masked).
+    - `finish(carry, row_block) -> out`: the per-row outputs of a block, leading axis
+      `row_block` (default: the carry itself).
+
+    **Returns:** the outputs of every row block joined, leading axis `n`. The value holds one
+    block pair and the carries at a time; reverse-mode autodiff through it keeps the residuals of
+    every block pair, so a memory-linear gradient needs a custom VJP (see `softmax_attend`).
+    """
+    row_block, col_block = block if isinstance(block, tuple) else (block, block)
+    n = jax.tree.leaves(rows)[0].shape[0]
+    m = jax.tree.leaves(cols)[0].shape[0]
+    row_blocks = jax.tree.map(lambda a: to_blocks(a, row_block), rows)
+    col_blocks = jax.tree.map(lambda a: to_blocks(a, col_block), cols)
+    col_ids = block_ids(m, col_block)
+
+    def one_row_block(inputs):
+        row_data, row_ids = inputs
+
+        def fold(carry, col_inputs):
+            col_data, ids = col_inputs
+            return step(carry, row_data, col_data, pair_mask(row_ids, ids, n, m, kind)), None
+
+        carry, _ = jax.lax.scan(fold, init(row_data), (col_blocks, col_ids))
+        return carry if finish is None else finish(carry, row_data)
+
+    out = jax.lax.map(one_row_block, (row_blocks, block_ids(n, row_block)))
+    return jax.tree.map(lambda a: unblock(a, n), out)
+
+
+# --- pair sums ---
+
+
+def block_pair_sum(fn: Callable, xi: Array, yj: Array, wj: Array, mask: Array) -> Array:
+    """``sum_j mask_ij w_j fn(x_i - y_j)`` over one block pair, shape `(ci, *fn_shape)`.
+
+    `xi` `(ci, d)`, `yj` `(cj, d)`, `wj` `(cj,)`, `mask` `(ci, cj)`; `fn` maps one difference
+    `(d,)` to an array. A masked pair gives `fn` the difference ``(1, ..., 1)`` (a singular kernel
+    never sees 0) and adds exactly zero, with a zero gradient.
+    """
+    z = jnp.where(mask[..., None], xi[:, None, :] - yj[None, :, :], 1)
+    value = jax.vmap(jax.vmap(fn))(z)
+    value = jnp.where(mask.reshape(mask.shape + (1,) * (value.ndim - 2)), value, 0)
+    return jnp.einsum("ij...,j->i...", value, wj.astype(value.dtype))
+
+
+def pair_sum(fn: Callable, x: Array, y: Array, w: Array, block: int | tuple[int, int], *,
+             kind: str | None = None) -> Array:
+    """``out_i = sum_j w_j fn(x_i - y_j)`` over the pairs that `kind` keeps, `(n, *fn_shape)`.
+
+    `x` `(n, d)`, `y` `(m, d)`, `w` `(m,)`; `block` as in `fold_pairs`; `kind` as in `pair_mask`
+    ("distinct" with ``y = x`` leaves out the self pairs). The value holds one `(ci, cj, d)` block
+    at a time; gradients are taken by autodiff through the scan.
+    """
+    out_shape = jax.eval_shape(fn, x[0]).shape
+
+    def step(acc, xi, col_data, mask):
+        return acc + block_pair_sum(fn, xi, *col_data, mask)
+
+    init = lambda xi: jnp.zeros((xi.shape[0], *out_shape), x.dtype)
+    return fold_pairs(step, init, x, (y, w), block, kind=kind)
+
+
+# --- streaming log-sum-exp ---
+
+
+class Softmax(NamedTuple):
+    """State of a streaming log-sum-exp over logits ``L_ij`` seen one block of columns at a time.
+
+    `top` `(*rows)`: the running maximum over j (``-inf`` until a finite logit is seen);
+    `mass` `(*rows)`: ``sum_j exp(L_ij - top)``; `sums`: a pytree of leaves `(*rows, ...)`, each
+    ``sum_j exp(L_ij - top) u_ij`` for some values `u`.
+    """
+
+    top: Array
+    mass: Array
+    sums: Any
+
+
+def _expand(a: Array, like: Array) -> Array:
+    """`a` `(*rows)` with trailing unit axes up to the rank of `like`."""
+    return a.reshape(a.shape + (1,) * (like.ndim - a.ndim))
+
+
+def softmax_init(rows: tuple[int, ...], sums, dtype) -> Softmax:
+    """The empty state for rows of shape `rows`; `sums`: the zero sums (a pytree)."""
+    return Softmax(jnp.full(rows, -jnp.inf, dtype), jnp.zeros(rows, dtype), sums)
+
+
+def softmax_update(state: Softmax, logits: Array, weighted: Callable) -> Softmax:
+    """Fold one block of logits `(*rows, c)` into `state`.
+
+    `weighted(p)` returns the block's sums ``sum_j p_ij u_ij`` (the pytree structure of
+    `state.sums`) from the weights ``p = exp(logits - top)`` `(*rows, c)`. Logits of ``-inf``
+    (masked) weigh zero; the old sums are rescaled to the new maximum, so nothing overflows.
+    """
+    top = jnp.maximum(state.top, jnp.max(logits, axis=-1))
+    safe = jnp.where(jnp.isfinite(top), top, 0)
+    scale = jnp.exp(state.top - safe)
+    p = jnp.exp(logits - safe[..., None])
+    sums = jax.tree.map(lambda old, new: old * _expand(scale, old) + new, state.sums, weighted(p))
+    return Softmax(top, state.mass * scale + jnp.sum(p, axis=-1), sums)
+
+
+def softmax_finish(state: Softmax):
+    """The softmax-weighted averages ``sums / mass`` (zero for a row with no finite logit) and
+    ``lse = log sum_j exp(L_ij)`` `(*rows)` (``-inf`` for such a row)."""
+    seen = state.mass > 0
+    safe = jnp.where(seen, state.mass, 1)
+    lse = jnp.where(seen, state.top + jnp.log(safe), -jnp.inf)
+    return jax.tree.map(lambda s: s / _expand(safe, s), state.sums), lse
+
+
+# --- attention: softmax averages of bilinear logits, with a memory-linear backward ---
+
+
+def attention_scores(q: Array, k: Array, bias: Array, mask: Array) -> Array:
+    """Scores ``<q_i, k_j> + bias_j`` per head, ``-inf`` where `mask` is False, `(h, n, m)`.
+
+    `q` `(n, h, k)`, `k` `(m, h, k)`, `bias` `(m, h)`, `mask` `(n, m)`.
+    """
+    s = jnp.einsum("ihk,jhk->hij", q, k) + jnp.transpose(bias)[:, None, :]
+    return jnp.where(mask[None], s, -jnp.inf)
+
+
+def _attend_forward(q, k, v, bias, kind, block):
+    h, e = q.shape[1], v.shape[2]
+
+    def init(qb):
+        return softmax_init((h, qb.shape[0]), jnp.zeros((h, qb.shape[0], e), q.dtype), q.dtype)
+
+    def step(state, qb, keys, mask):
+        kb, vb, bb = keys
+        scores = attention_scores(qb, kb, bb, mask)
+        return softmax_update(state, scores, lambda p: jnp.einsum("hij,jhe->hie", p, vb))
+
+    def finish(state, qb):
+        out, lse = softmax_finish(state)
+        return jnp.transpose(out, (1, 0, 2)), jnp.transpose(lse)
+
+    return fold_pairs(step, init, q, (k, v, bias), block, kind=kind, finish=finish)
+
+
+def _attend_fwd(q, k, v, bias, kind, block):
+    out, lse = _attend_forward(q, k, v, bias, kind, block)
+    return (out, lse), (q, k, v, bias, out, lse)
+
+
+def _attend_backward(kind, block, residuals, cotangents):
+    """Gradients by recomputing each block pair's softmax from the saved `lse`: a pass over
+    query blocks for `dq`, one over key blocks for `dk`, `dv`, `dbias`."""
+    q, k, v, bias, out, lse = residuals
+    dout, dlse = cotangents
+    delta = jnp.sum(dout * out, axis=-1) - dlse  # (n, h)
+    lse = jnp.where(jnp.isfinite(lse), lse, 0)
+    queries, keys = (q, dout, delta, lse), (k, v, bias)
+
+    def pair(query_data, key_data, mask):
+        """Probabilities `p` and score cotangents `ds` of one block pair, `(h, cq, ck)`."""
+        qb, gb, db, lb = query_data
+        kb, vb, bb = key_data
+        p = jnp.exp(attention_scores(qb, kb, bb, mask) - jnp.transpose(lb)[..., None])
+        dp = jnp.einsum("ihe,jhe->hij", gb, vb)
+        return p, p * (dp - jnp.transpose(db)[..., None])
+
+    def dq_step(acc, query_data, key_data, mask):
+        _, ds = pair(query_data, key_data, mask)
+        return acc + jnp.einsum("hij,jhk->ihk", ds, key_data[0])
+
+    def dkv_step(acc, key_data, query_data, mask):
+        p, ds = pair(query_data, key_data, jnp.transpose(mask))
+        dk, dv, db = acc
+        return (dk + jnp.einsum("hij,ihk->jhk", ds, query_data[0]),
+                dv + jnp.einsum("hij,ihe->jhe", p, query_data[1]),
+                db + jnp.transpose(jnp.sum(ds, axis=1)))
+
+    dq = fold_pairs(dq_step, lambda qd: jnp.zeros_like(qd[0]), queries, keys, block, kind=kind)
+    dk, dv, db = fold_pairs(dkv_step, lambda kd: tuple(jnp.zeros_like(a) for a in kd), keys,
+                            queries, block, kind=transposed(kind))
+    return dq, dk, dv, db
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def softmax_attend(q, k, v, bias, kind, block):
+    """Blockwise ``out_i = sum_j softmax_j(<q_i, k_j> + bias_j) v_j`` and
+    ``lse_i = log sum_j exp(<q_i, k_j> + bias_j)`` over the pairs `kind` keeps.
+
+    `q` `(n, h, k)`, `k` `(m, h, k)`, `v` `(m, h, e)`, `bias` `(m, h)` (``-inf`` hides a key);
+    `kind` as in `pair_mask`; `block` the block edge (both positional).
+
+    **Returns:** `out` `(n, h, e)` (zero for a query that sees no key) and `lse` `(n, h)`. The
+    value and the gradient hold one `(h, block, block)` block of scores at a time (the backward
+    recomputes them).
+    """
+    return _attend_forward(q, k, v, bias, kind, block)
+
+
+softmax_attend.defvjp(_attend_fwd, _attend_backward)
