@@ -38,9 +38,10 @@ def _configure(args) -> None:
                             f"({str(err).splitlines()[0]})") from err
         if platform != args.device:
             raise UserError(f"--device {args.device}: JAX is already running on {platform}.")
-    cache = Path(os.environ.get("FLOWJAX_LAB_CACHE", Path.home() / ".cache" / "flowjax_lab"))
-    jax.config.update("jax_compilation_cache_dir", str(cache / "jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    cache = os.environ.get("FLOWJAX_LAB_CACHE", str(Path.home() / ".cache" / "flowjax_lab"))
+    if cache:  # FLOWJAX_LAB_CACHE="" turns the persistent compilation cache off
+        jax.config.update("jax_compilation_cache_dir", str(Path(cache) / "jax"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def _user_errors(call, *args, **kwargs):
@@ -119,7 +120,7 @@ def cmd_reproduce(args) -> int:
                  for n in args.only.split(",") if n.strip()]
     try:
         passed = reproduce(Path(args.out), quick=args.quick, seed=args.seed, names=names,
-                           resume=args.resume, dtype=args.dtype)
+                           resume=args.resume, dtype=args.dtype, progress=not args.quiet)
     except OSError as err:
         raise UserError(f"cannot write the report in {args.out}: {err}") from err
     return 0 if passed else 1
@@ -141,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="floating dtype of the runs: sets each experiment's `dtype` "
                         "field (default: the config's, float32)")
     common.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    common.add_argument("--quiet", action="store_true",
+                        help="no progress bars (shown on a terminal only, in any case)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     lst = sub.add_parser("list", help="list the registered experiments by theme",
@@ -206,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _configure(args)
-        return args.func(args)
+        from .learn import quiet
+
+        with quiet(getattr(args, "quiet", False)):  # the training bars inside experiments
+            return args.func(args)
     except UserError as err:
         print(f"flowjax-lab: error: {err}", file=sys.stderr)
         return 2

@@ -1,8 +1,11 @@
-"""A strict harness: float64 available, dtype and rank promotion strict, 4 host devices."""
+"""A strict harness: float64 available, dtype and rank promotion strict, 4 host devices, no
+persistent compilation cache."""
 
 import os
 
 os.environ.setdefault("FLOWJAX_LAB_SMALL", "1")
+# No persistent compilation cache shared between the workers (and other jobs) from cli.main.
+os.environ["FLOWJAX_LAB_CACHE"] = ""
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -13,7 +13,8 @@ from flowjax_lab import cli
 @pytest.mark.parametrize("command, words", [
     ([], ["list", "run", "reproduce"]),
     (["list"], ["--verbose"]),
-    (["run"], ["--quick", "--set", "--seeds", "--resume", "--out", "--device", "--dtype"]),
+    (["run"], ["--quick", "--set", "--seeds", "--resume", "--out", "--device", "--dtype",
+               "--quiet"]),
     (["reproduce"], ["--quick", "--only", "--resume", "report.html"]),
 ])
 def test_help(command, words, capsys):

@@ -67,3 +67,14 @@ def test_fit_bad_input(kwargs, error, match):
     loss, w0, _ = _problem()
     with pytest.raises(error, match=match):
         fl.learn.fit(loss, w0, optax.sgd(0.1), jax.random.key(0), progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("progress, quiet, shown", [(True, False, True), (True, True, True),
+                                                    (None, True, False), (False, False, False)])
+def test_progress_bar_shows_steps_and_loss_unless_quiet(progress, quiet, shown, capsys):
+    loss, w0, _ = _problem()
+    with fl.learn.quiet(quiet):
+        fl.learn.fit(loss, w0, optax.adam(0.05), jax.random.key(0), steps=20, chunk=10,
+                     progress=progress)
+    err = capsys.readouterr().err
+    assert ("fit" in err and "loss=" in err and "step/s" in err) is shown

@@ -116,7 +116,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
         folder = sub_folder(checkpoint, name)
         fitted = fit(loss, model, _adam(config.learning_rate), k_steps,
                      steps=config.train_steps, chunk=chunk_size(config.train_steps),
-                     checkpoint=folder, resume=folder is not None, progress=False)
+                     checkpoint=folder, resume=folder is not None)
         correct, cross_entropy, nfe, features, regions = (
             np.asarray(v) for v in _evaluate(fitted.model, x_test, y_test, grid))
         measured[name] = {"correct": correct, "cross_entropy": cross_entropy}

@@ -123,7 +123,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
     loss = LikelihoodLoss(x, batch=config.batch, trace=config.trace)
     fitted = fit(loss, model, _adam(config.learning_rate), k_fit, steps=config.train_steps,
                  chunk=chunk_size(config.train_steps), checkpoint=checkpoint,
-                 resume=checkpoint is not None, progress=False)
+                 resume=checkpoint is not None)
     model = fitted.model
     out = {k: np.asarray(v) for k, v in _evaluate(model, x, x_test, config, k_eval).items()}
     x, x_test = np.asarray(x, np.float64), np.asarray(x_test, np.float64)

@@ -110,7 +110,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
     before, bures_before = float(untrained["divergence"]), float(untrained["bures"])
     trained = fit(loss, model, optax.adam(config.learning_rate), k_fit, steps=config.steps,
                   chunk=chunk_size(config.steps, 50), checkpoint=checkpoint,
-                  resume=checkpoint is not None, progress=False)
+                  resume=checkpoint is not None)
     out = {k: np.asarray(v) for k, v in
            _measure(trained.model, x_eval, y_eval, cov1, grid).items()}
     after, bures = float(out["divergence"]), float(out["bures"])

@@ -85,7 +85,7 @@ def learned_score(config: Config, process, train, key):
                        key=k_model)
     loss = DenoisingScoreMatching(process, train, prediction="eps")
     fitted = fit(loss, network, _adam(config.learning_rate), k_fit, steps=config.train_steps,
-                 chunk=chunk_size(config.train_steps, 500), progress=False)
+                 chunk=chunk_size(config.train_steps, 500))
     return fitted.model, "eps", fitted
 
 

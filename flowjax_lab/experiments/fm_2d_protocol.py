@@ -98,7 +98,7 @@ def run_one(config: Config, task: str, coupling: str, key, checkpoint=None):
     optimizer = optax.adamw(config.learning_rate, weight_decay=1e-5)
     result = fit(loss, model, optimizer, k_fit, steps=config.steps,
                  chunk=chunk_size(config.steps, 500), checkpoint=checkpoint,
-                 resume=checkpoint is not None, progress=False)
+                 resume=checkpoint is not None)
     x0 = source(k_src, config.eval_points)
     held_out = target(k_tgt, config.eval_points)
     untrained = metrics.kinetic_energy(model, x0, steps=config.euler_steps, saveat=21)[1]

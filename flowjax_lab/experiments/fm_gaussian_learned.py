@@ -125,7 +125,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
         folder = sub_folder(checkpoint, case)
         fitted = fit(loss, model, optimizer, k_fit, steps=config.steps,
                      chunk=chunk_size(config.steps), checkpoint=folder,
-                     resume=folder is not None, progress=False)
+                     resume=folder is not None)
         trained = fitted.model
 
         errors, untrained_errors = a_t_errors((trained, model), cov0, cov1, times, k_eval,

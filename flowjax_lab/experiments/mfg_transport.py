@@ -97,7 +97,7 @@ def solve_game(game: MeanFieldGame, config, key, checkpoint=None):
     fitted = fit(game, untrained, optax.adam(config.learning_rate), k_fit,
                  steps=config.train_steps, chunk=config.eval_every, evaluate=evaluate,
                  eval_every=config.eval_every, checkpoint=checkpoint,
-                 resume=checkpoint is not None, progress=False)
+                 resume=checkpoint is not None)
     return fitted, untrained, x_eval, evaluate
 
 

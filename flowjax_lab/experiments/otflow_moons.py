@@ -140,7 +140,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
         folder = sub_folder(checkpoint, name)
         fitted = fit(loss, initial, optimizer, k_fit,
                      steps=config.train_steps, chunk=chunk_size(config.train_steps),
-                     checkpoint=folder, resume=folder is not None, progress=False)
+                     checkpoint=folder, resume=folder is not None)
         terms, flow, samples, traj, log_density = _evaluate(fitted.model, x_eval, grid, k_sample,
                                                             saved)
         xs = flow.xs[:, :, :2]

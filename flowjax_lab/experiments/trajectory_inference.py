@@ -124,7 +124,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.train_steps, 0.1)
     fit = learn.fit(loss, model, optax.adam(schedule), k_fit, steps=config.train_steps,
                     chunk=chunk_size(config.train_steps, 50), checkpoint=checkpoint,
-                    resume=checkpoint is not None, progress=False)
+                    resume=checkpoint is not None)
     support = snapshots.reshape(-1, 2)
     occupation = occupation_cloud(truth, config, k_held, dtype)
     velocity_error = eqx.filter_jit(learn.velocity_error)

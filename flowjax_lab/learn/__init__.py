@@ -27,7 +27,7 @@ from ._neural_ode import (
     classification_loss as classification_loss,
 )
 from ._otflow import OTFlow as OTFlow, OTFlowLoss as OTFlowLoss
-from ._train import FitResult as FitResult, fit as fit
+from ._train import FitResult as FitResult, fit as fit, quiet as quiet
 from ._trajectory_inference import (
     GradientPotential as GradientPotential,
     SnapshotLoss as SnapshotLoss,

@@ -4,6 +4,8 @@ Step ``k`` draws its randomness from ``jax.random.fold_in(key, k)``, so a run re
 checkpoint reproduces the numbers of an uninterrupted run.
 """
 
+import contextlib
+import contextvars
 import dataclasses
 import io
 import json
@@ -25,6 +27,18 @@ from .._status import HasStatus, Status
 
 STATE_FILE = "state.eqx"
 PROGRESS_FILE = "progress.json"
+_QUIET = contextvars.ContextVar("flowjax_lab_quiet", default=False)
+
+
+@contextlib.contextmanager
+def quiet(enabled: bool = True):
+    """Within this context, ``fit(progress=None)`` shows no progress bar (``flowjax-lab
+    --quiet``)."""
+    token = _QUIET.set(enabled)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
 
 
 @dataclasses.dataclass
@@ -113,7 +127,7 @@ def fit(
     eval_every: int | None = None,
     checkpoint=None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> FitResult:
     """Minimise ``loss(model, key)`` over the inexact-array leaves of `model` with `optimizer`.
 
@@ -125,7 +139,8 @@ def fit(
     - `evaluate`: ``model -> dict of numbers``, called every `eval_every` steps and at the end.
     - `checkpoint`: a folder; the state is saved there atomically after every chunk.
     - `resume`: continue from `checkpoint` if it holds a saved state.
-    - `progress`: show a progress bar.
+    - `progress`: show a progress bar (steps/s and the last loss); `None` shows it when standard
+      error is a terminal, outside a ``learn.quiet()`` block.
 
     Ctrl-C stops after the current chunk with a checkpoint and status ``INTERRUPTED``.
     """
@@ -155,7 +170,9 @@ def fit(
             params, opt_state, first, length, key, loss, static, optimizer))
 
     status, began = Status.SUCCESS, time.perf_counter()
-    bar = tqdm(total=steps, initial=start, disable=not progress, unit="step", leave=False)
+    disable = not progress if progress is not None else (True if _QUIET.get() else None)
+    bar = tqdm(total=steps, initial=start, disable=disable, desc="fit", unit="step",
+               leave=False, dynamic_ncols=True)  # disable=None: shown on a terminal only
     step = start
     try:
         while step < steps:
