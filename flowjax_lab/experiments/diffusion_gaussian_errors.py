@@ -222,7 +222,8 @@ def run(config: Config, key) -> Result:
         result.checks.append(close(
             f"{name}: discretization order", -_slope(steps, disc[name]), order,
             config.order_tolerance, relative=False,
-            against=f"order {order} of the scheme; the exact recursion over {tuple(steps)}"))
+            against=f"order {order} of the scheme; the exact recursion over "
+                    f"{tuple(int(k) for k in steps)}"))
 
     # 6. Initialisation from N(0, I) over t_max: ODE ~ alpha(t_max), SDE ~ alpha(t_max)^2.
     t_maxs = np.asarray(config.t_maxs)
