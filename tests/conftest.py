@@ -1,10 +1,11 @@
 """A strict harness: float64 available, dtype and rank promotion strict, 4 host devices, no
 persistent compilation cache."""
 
+import gc
 import os
 
 os.environ.setdefault("FLOWJAX_LAB_SMALL", "1")
-# No persistent compilation cache shared between the workers (and other jobs) from cli.main.
+# cli.main in the tests must not write the on-disk compilation cache of the user.
 os.environ["FLOWJAX_LAB_CACHE"] = ""
 
 import jax  # noqa: E402
@@ -14,6 +15,16 @@ jax.config.update("jax_num_cpu_devices", 4)
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def release_compiled_programs():
+    """Drop JAX's compiled programs after each test module. Every XLA CPU executable keeps memory
+    maps; a test worker that compiles for the whole suite passed the kernel's limit of 65 530 maps
+    (vm.max_map_count) and died inside an XLA compile."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture
