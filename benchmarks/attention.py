@@ -9,6 +9,11 @@ straightforward PyTorch ``softmax(QK^T)V`` (scores `(n, n)`, up to n = 16384). F
 two score/value products (``4 n^2 d``) and the three projections (``6 n d^2``); `memory_bytes` is
 XLA's planned footprint (arguments + outputs + temporaries) of the compiled call. Each row
 reports the largest difference of its output from the chunked one.
+
+A second group measures the default call, `Attention(chunk_size=None)`, at n = 16384 and 60000
+tokens, d = 8: it chooses dense scores below the memory budget and blocks above it
+(`_blocks.choose_block`), so its `memory_bytes` stays far below the `dense_memory_bytes` that the
+dense scores would need (compiled, never run: 28.8 GB at n = 60000); baseline `chunk_size=1024`.
 """
 
 import jax
@@ -20,6 +25,8 @@ from flowjax_lab.fields import Attention
 from . import _harness as H
 
 D, CHUNK, DENSE_MAX = 64, 1024, 16384
+DEFAULT_D = 8
+DENSE = 2**62  # a memory budget no call reaches: always the dense scores
 
 
 def flops(n: int) -> float:
@@ -90,7 +97,8 @@ def rows(quick: bool, repeats: int | None = None, max_n: int | None = None) -> l
         baseline = f"flowjax_lab Attention chunked c={chunk}"
         jitted = {baseline: jax.jit(Attention(q, k, v, chunk_size=chunk).__call__)}
         if n <= DENSE_MAX:
-            jitted["flowjax_lab Attention dense"] = jax.jit(Attention(q, k, v).__call__)
+            jitted["flowjax_lab Attention dense"] = jax.jit(
+                Attention(q, k, v, memory_budget=DENSE).__call__)
             jitted["jax.nn.dot_product_attention"] = jax.jit(
                 lambda t, y: jax.nn.dot_product_attention(
                     (y @ q.T)[None, :, None], (y @ k.T)[None, :, None], (y @ v.T)[None, :, None],
@@ -126,4 +134,38 @@ def rows(quick: bool, repeats: int | None = None, max_n: int | None = None) -> l
         import torch
 
         torch.set_num_threads(torch_default)
+    return out + default_rows(quick, repeats, max_n)
+
+
+def default_rows(quick: bool, repeats: int | None = None, max_n: int | None = None) -> list[dict]:
+    """The default call (``chunk_size=None``) against ``chunk_size=1024`` at d = 8, with the
+    compiled memory of the dense scores it avoids."""
+    sizes_n = (4096,) if quick else (16384, 60000)
+    sizes_n = tuple(n for n in sizes_n if max_n is None or n <= max_n) or sizes_n[:1]
+    kx, kq, kk, kv = jax.random.split(jax.random.key(1), 4)
+    q, k, v = (jax.random.normal(key, (DEFAULT_D, DEFAULT_D), jnp.float32) / np.sqrt(DEFAULT_D)
+               for key in (kq, kk, kv))
+    t = jnp.zeros((), jnp.float32)
+    out = []
+    for n in sizes_n:
+        group = f"attention default n={n} d={DEFAULT_D}"
+        x = jax.random.normal(kx, (n, DEFAULT_D), jnp.float32)
+        baseline, default = f"Attention chunk_size={CHUNK}", "Attention default (chunk_size=None)"
+        jitted = {baseline: jax.jit(Attention(q, k, v, chunk_size=CHUNK).__call__),
+                  default: jax.jit(Attention(q, k, v).__call__)}
+        timed = H.time_interleaved({impl: (lambda fn=fn: fn(t, x)) for impl, fn in jitted.items()},
+                                   repeats=repeats or 2)
+        reference = np.asarray(timed[baseline][1])
+        dense = H.compiled_stats(jax.jit(Attention(q, k, v, memory_budget=DENSE).__call__), t, x)
+        for impl, (timing, result) in timed.items():
+            stats = H.compiled_stats(jitted[impl], t, x)
+            extra = {"max_abs_diff_vs_chunked": float(np.max(np.abs(np.asarray(result)
+                                                                    - reference))),
+                     "dense_memory_bytes": dense["memory_bytes"],
+                     "process_peak_rss_bytes": H.process_peak_rss_bytes()}
+            out.append(H.row(
+                group=group, name="attention", impl=impl, timing=timing,
+                sizes={"n": n, "d": DEFAULT_D}, dtype="float32", baseline=impl == baseline,
+                flops=4.0 * n * n * DEFAULT_D + 6.0 * n * DEFAULT_D**2, throughput=(n, "tokens/s"),
+                memory_bytes=stats["memory_bytes"], extra=extra))
     return out

@@ -6,8 +6,11 @@ keys, data points). Cut into blocks, it never holds an `(n, m)` array:
 - padding: `pad_rows`, `to_blocks`, `unblock` turn `(n, ...)` into `(n_blocks, block, ...)` and
   back; `pair_mask` says which pairs of a block count (padding, self pairs, causality).
 - the driver: `fold_pairs` maps over row blocks (`lax.map`) and folds a step over column blocks
-  (`lax.scan`): memory is one block pair plus the carries.
-- pair sums: `pair_sum`, ``sum_j w_j fn(x_i - y_j)``, and its one-block kernel `block_pair_sum`.
+  (`lax.scan`): memory is one block pair plus the carries, and reverse-mode autodiff recomputes
+  each block pair (`jax.checkpoint`) rather than keeping it.
+- pair sums: `pair_sum`, ``sum_j w_j fn(x_i - y_j)``, and its one-block kernel `block_pair_sum`;
+  for functions of the squared distance, `radial_pair_sum` and `radial_moment_sum` (the weighted
+  differences, a velocity), evaluated on whole blocks of squared distances.
 - streaming log-sum-exp: `Softmax`, `softmax_init`, `softmax_update`, `softmax_finish` keep an
   online maximum and normaliser, so softmax-weighted sums never overflow or underflow.
 - attention: `softmax_attend`, the softmax-weighted average of values for the logits
@@ -91,8 +94,11 @@ def fold_pairs(step: Callable, init: Callable, rows, cols, block: int | tuple[in
       `row_block` (default: the carry itself).
 
     **Returns:** the outputs of every row block joined, leading axis `n`. The value holds one
-    block pair and the carries at a time; reverse-mode autodiff through it keeps the residuals of
-    every block pair, so a memory-linear gradient needs a custom VJP (see `softmax_attend`).
+    block pair and the carries at a time. Each block pair's step is rematerialised
+    (`jax.checkpoint`): reverse-mode autodiff recomputes it and keeps only the inputs and the
+    carries that the step's derivative reads, so the gradient of a sum (a carry that only
+    accumulates) holds one block pair at a time too; a step whose derivative reads its carry
+    (a streaming softmax) keeps one carry per block pair, hence `softmax_attend`'s custom VJP.
     """
     row_block, col_block = block if isinstance(block, tuple) else (block, block)
     n = jax.tree.leaves(rows)[0].shape[0]
@@ -101,12 +107,16 @@ def fold_pairs(step: Callable, init: Callable, rows, cols, block: int | tuple[in
     col_blocks = jax.tree.map(lambda a: to_blocks(a, col_block), cols)
     col_ids = block_ids(m, col_block)
 
+    # The mask is built inside the checkpoint: a residual mask would be (n, m) booleans.
+    @partial(jax.checkpoint, prevent_cse=False)  # inside a scan, CSE is no concern
+    def pair(carry, row_data, row_ids, col_data, ids):
+        return step(carry, row_data, col_data, pair_mask(row_ids, ids, n, m, kind))
+
     def one_row_block(inputs):
         row_data, row_ids = inputs
 
         def fold(carry, col_inputs):
-            col_data, ids = col_inputs
-            return step(carry, row_data, col_data, pair_mask(row_ids, ids, n, m, kind)), None
+            return pair(carry, row_data, row_ids, *col_inputs), None
 
         carry, _ = jax.lax.scan(fold, init(row_data), (col_blocks, col_ids))
         return carry if finish is None else finish(carry, row_data)
@@ -136,8 +146,8 @@ def pair_sum(fn: Callable, x: Array, y: Array, w: Array, block: int | tuple[int,
     """``out_i = sum_j w_j fn(x_i - y_j)`` over the pairs that `kind` keeps, `(n, *fn_shape)`.
 
     `x` `(n, d)`, `y` `(m, d)`, `w` `(m,)`; `block` as in `fold_pairs`; `kind` as in `pair_mask`
-    ("distinct" with ``y = x`` leaves out the self pairs). The value holds one `(ci, cj, d)` block
-    at a time; gradients are taken by autodiff through the scan.
+    ("distinct" with ``y = x`` leaves out the self pairs). The value and its reverse-mode
+    gradient hold one `(ci, cj, d)` block at a time (`fold_pairs` recomputes the blocks).
     """
     out_shape = jax.eval_shape(fn, x[0]).shape
 
@@ -146,6 +156,50 @@ def pair_sum(fn: Callable, x: Array, y: Array, w: Array, block: int | tuple[int,
 
     init = lambda xi: jnp.zeros((xi.shape[0], *out_shape), x.dtype)
     return fold_pairs(step, init, x, (y, w), block, kind=kind)
+
+
+def radial_pair_sum(profile: Callable, x: Array, y: Array, w: Array,
+                    block: int | tuple[int, int], *, kind: str | None = None) -> Array:
+    """``out_i = sum_j w_j profile(|x_i - y_j|^2)`` over the pairs that `kind` keeps, `(n,)`.
+
+    The pair sum of `pair_sum` for a function of the squared distance: `profile` maps an array
+    of squared distances elementwise (a whole `(ci, cj)` block at once, no per-pair `vmap`), so a
+    block costs a few fused elementwise passes. `x` `(n, d)`, `y` `(m, d)`, `w` `(m,)`; `block`,
+    `kind` as in `pair_sum`. A masked pair gives `profile` the squared distance 1 (a singular
+    profile never sees 0) and adds exactly zero, with a zero gradient.
+    """
+    return _radial_sum(profile, x, y, w, block, kind, moment=False)
+
+
+def radial_moment_sum(profile: Callable, x: Array, y: Array, w: Array,
+                      block: int | tuple[int, int], *, kind: str | None = None) -> Array:
+    """``out_i = sum_j w_j profile(|x_i - y_j|^2) (x_i - y_j)``, `(n, d)`, as `radial_pair_sum`.
+
+    With ``profile = W'`` this is half the gradient sum ``sum_j w_j grad_z W(|z|^2)`` at
+    ``z = x_i - y_j``: the velocity of an interaction whose kernel is a function of ``|z|^2``.
+    """
+    return _radial_sum(profile, x, y, w, block, kind, moment=True)
+
+
+def _radial_sum(profile, x, y, w, block, kind, moment):
+    # The coordinates travel as d vectors: a block's differences x_ik - y_jk are then (ci, cj)
+    # broadcasts of contiguous vectors that XLA fuses into one loop (a (ci, cj, d) broadcast
+    # reduced over its short last axis ran ~20x slower on CPU). The squared distance is summed
+    # from the exact differences, not from |x|^2 + |y|^2 - 2 <x, y>: no cancellation, so close
+    # pairs under a singular kernel keep float32 accuracy and a collision is an exact 0.
+    d = x.shape[1]
+
+    def step(acc, xi, col_data, mask):
+        yj, wj = col_data
+        diffs = [a[:, None] - b[None, :] for a, b in zip(xi, yj, strict=True)]
+        r2 = sum(z * z for z in diffs)
+        f = jnp.where(mask, profile(jnp.where(mask, r2, 1)).astype(x.dtype), 0) * wj[None, :]
+        if moment:
+            return acc + jnp.stack([jnp.sum(f * z, axis=1) for z in diffs], axis=1)
+        return acc + jnp.sum(f, axis=1)
+
+    init = lambda xi: jnp.zeros((xi[0].shape[0],) + ((d,) if moment else ()), x.dtype)
+    return fold_pairs(step, init, tuple(x.T), (tuple(y.T), w.astype(x.dtype)), block, kind=kind)
 
 
 # --- streaming log-sum-exp ---
@@ -283,3 +337,37 @@ def softmax_attend(q, k, v, bias, kind, block):
 
 
 softmax_attend.defvjp(_attend_fwd, _attend_backward)
+
+
+# --- choosing between dense and blocked ---
+
+PAIR_BUDGET_BYTES = 2**27
+"""Bytes of pair arrays (scores and the like) that a call may hold at once, 128 MiB: the default
+budget of `choose_block`, read when a field is built (fields take a `memory_budget` to override
+it)."""
+MAX_BLOCK = 1024
+"""The largest block edge `choose_block` picks: larger blocks fit a large budget but run slower
+on CPU (1.8x at n = 60000, d = 8 with edges of about 2800, benchmarks/attention.py)."""
+
+
+def choose_block(n_rows: int, n_cols: int, numbers_per_pair: int, dtype,
+                 budget_bytes: int | None = None) -> int | None:
+    """The block edge of a pair computation over `n_rows` x `n_cols` pairs, or `None` for dense.
+
+    Dense (every pair at once) when ``n_rows * n_cols * numbers_per_pair`` numbers of `dtype`
+    fit in `budget_bytes` (default `PAIR_BUDGET_BYTES`); otherwise the edge `c` of square blocks
+    with ``c * c * numbers_per_pair`` numbers within the budget, as large as that allows up to
+    `MAX_BLOCK`, then evened out so that ``max(n_rows, n_cols)`` is cut into equal blocks (little
+    padding).
+    `numbers_per_pair`: the arrays that the computation and its gradient hold per pair (for
+    attention, about 4 per head: scores, weights and their cotangents).
+    """
+    budget = PAIR_BUDGET_BYTES if budget_bytes is None else budget_bytes
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise ValueError(f"`budget_bytes` must be a positive integer (bytes), got {budget!r}.")
+    per_pair = numbers_per_pair * jnp.dtype(dtype).itemsize
+    if n_rows * n_cols * per_pair <= budget:
+        return None
+    widest = min(max(int((budget // per_pair) ** 0.5), 1), MAX_BLOCK)
+    longest = max(n_rows, n_cols)
+    return -(-longest // -(-longest // widest))

@@ -1,12 +1,15 @@
 """Argument checks shared by every public function.
 
-Three tiers (ARCHITECTURE.md, house rule 4): shapes, names and Python-number values are checked at
-trace time and raise ``ValueError``/``TypeError`` naming the argument; values of concrete arrays
-are checked eagerly with NumPy; values of traced arrays are checked with ``equinox.error_if``.
+Three tiers (ARCHITECTURE.md, house rule 4): shapes, dtypes, names and Python numbers are checked
+at trace time and raise ``ValueError``/``TypeError`` naming the argument. Values of arrays
+(finite, positive, symmetric positive definite, weights summing to one, times in order) are
+checked by [`fail_if`][]: the same predicate and the same message eagerly (``ValueError``) and
+under ``jit`` (``equinox.error_if``, raised when the compiled call runs). Such checks ride on the
+array they return: a caller must use the returned value.
 """
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import equinox as eqx
 import jax
@@ -19,6 +22,31 @@ def is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+def fail_if(x, bad: Callable, message: str):
+    """`x`, refused with `message` where ``bad(x)`` holds: a ``ValueError`` now when `x` is
+    concrete (even inside ``jit``), ``equinox.error_if`` with the same message when traced."""
+    if any(is_traced(leaf) for leaf in jax.tree.leaves(x)):
+        return eqx.error_if(x, bad(x), message)
+    with jax.ensure_compile_time_eval():
+        failed = bool(np.any(np.asarray(bad(x))))
+    if failed:
+        raise ValueError(message)
+    return x
+
+
+def float_dtype(dtype=None, name: str = "dtype"):
+    """The requested floating dtype; `None` is the default float (float64 under x64)."""
+    if dtype is None:
+        return jnp.dtype(jnp.result_type(float))
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"`{name}` must be a floating dtype, got {dtype!r}.") from err
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"`{name}` must be a floating dtype, got {dtype}.")
+    return dtype
+
+
 def as_float_array(x, name: str):
     """``x`` as a JAX array with a floating dtype (integers become the default float)."""
     if isinstance(x, str | bytes):  # jnp.asarray would read a string as a dtype name
@@ -29,19 +57,15 @@ def as_float_array(x, name: str):
         raise TypeError(f"`{name}` must be an array of numbers, got {type(x).__name__}.") from err
     if not jnp.issubdtype(x.dtype, jnp.floating):
         if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
-            x = x.astype(jnp.result_type(float))
+            x = x.astype(float_dtype())
         else:
             raise TypeError(f"`{name}` must have a real floating dtype, got {x.dtype}.")
     return x
 
 
 def check_finite(x, name: str):
-    """Refuse NaN or inf in ``x`` (eagerly if concrete, with ``error_if`` if traced)."""
-    if is_traced(x):
-        return eqx.error_if(x, ~jnp.all(jnp.isfinite(x)), f"`{name}` contains NaN or inf.")
-    if not np.all(np.isfinite(np.asarray(x))):
-        raise ValueError(f"`{name}` contains NaN or inf.")
-    return x
+    """Refuse NaN or inf in ``x`` (see [`fail_if`][])."""
+    return fail_if(x, lambda x: ~jnp.all(jnp.isfinite(x)), f"`{name}` contains NaN or inf.")
 
 
 def particles(x, name: str = "x", *, dim: int | None = None, finite: bool = True):
@@ -91,17 +115,10 @@ def weights(w, n: int, name: str = "weights", *, dtype=None, atol: float = 1e-4)
         w = w.astype(dtype)
     if w.shape != (n,):
         raise ValueError(f"`{name}` must have shape ({n},), got {tuple(w.shape)}.")
-    if is_traced(w):
-        bad = jnp.any(w < 0) | (jnp.abs(jnp.sum(w) - 1) > atol) | ~jnp.all(jnp.isfinite(w))
-        return eqx.error_if(w, bad, f"`{name}` must be non-negative and sum to one.")
-    w_np = np.asarray(w, dtype=np.float64)
-    if not np.all(np.isfinite(w_np)):
-        raise ValueError(f"`{name}` contains NaN or inf.")
-    if np.any(w_np < 0):
-        raise ValueError(f"`{name}` must be non-negative, got min {w_np.min():.3g}.")
-    if abs(w_np.sum() - 1) > atol:
-        raise ValueError(f"`{name}` must sum to one, got {w_np.sum():.6g}.")
-    return w
+    w = check_finite(w, name)
+    w = fail_if(w, lambda w: jnp.any(w < 0), f"`{name}` must be non-negative.")
+    return fail_if(w, lambda w: jnp.abs(jnp.sum(w) - 1) > atol,
+                   f"`{name}` must sum to one (to {atol:g}).")
 
 
 def covariance(cov, name: str = "cov", *, dim: int | None = None, semidefinite: bool = False):
@@ -111,33 +128,44 @@ def covariance(cov, name: str = "cov", *, dim: int | None = None, semidefinite: 
         raise ValueError(f"`{name}` must be a square matrix (d, d), got {tuple(cov.shape)}.")
     if dim is not None and cov.shape[0] != dim:
         raise ValueError(f"`{name}` must have shape ({dim}, {dim}), got {tuple(cov.shape)}.")
-    what = "positive semi-definite" if semidefinite else "positive definite"
-    if is_traced(cov):
-        asym = jnp.max(jnp.abs(cov - cov.T)) > 1e-5 * (1 + jnp.max(jnp.abs(cov)))
-        return eqx.error_if(cov, asym, f"`{name}` must be symmetric.")
-    c = np.asarray(cov, dtype=np.float64)
-    if not np.all(np.isfinite(c)):
-        raise ValueError(f"`{name}` contains NaN or inf.")
-    scale = 1 + np.max(np.abs(c))
-    if np.max(np.abs(c - c.T)) > 1e-5 * scale:
-        raise ValueError(f"`{name}` must be symmetric.")
-    low = np.linalg.eigvalsh(c).min()
-    if low < -1e-7 * scale or (not semidefinite and low <= 1e-12 * scale):
-        raise ValueError(f"`{name}` must be {what}; its smallest eigenvalue is {low:.3g}.")
-    return cov
+    cov = check_finite(cov, name)
+    cov = fail_if(cov, lambda c: jnp.max(jnp.abs(c - c.T)) > 1e-5 * _scale(c),
+                  f"`{name}` must be symmetric.")
+    # Eigenvalues in the array's dtype carry an error of about d * eps * scale.
+    eps = float(jnp.finfo(cov.dtype).eps)
+    if semidefinite:
+        return fail_if(cov, lambda c: _lowest(c) < -max(1e-7, 4 * cov.shape[0] * eps),
+                       f"`{name}` must be positive semi-definite.")
+    return fail_if(cov, lambda c: _lowest(c) <= max(1e-12, eps),
+                   f"`{name}` must be positive definite.")
+
+
+def _scale(c):
+    return 1 + jnp.max(jnp.abs(c))
+
+
+def _lowest(c):
+    """The smallest eigenvalue of the symmetric part of `c`, relative to its scale."""
+    return jnp.linalg.eigvalsh((c + c.T) / 2)[0] / _scale(c)
 
 
 def positive(value, name: str, *, allow_zero: bool = False):
-    """A Python or concrete scalar that must be > 0 (or >= 0)."""
-    if value is None or is_traced(value):
+    """A scalar that must be > 0 (or >= 0); `None` passes. A Python number is checked now (its
+    value quoted), an array by [`fail_if`][]."""
+    if value is None:
         return value
-    v = np.asarray(value)
-    if v.ndim != 0 or not np.isfinite(v):
-        raise ValueError(f"`{name}` must be a finite scalar, got {value!r}.")
-    if v < 0 or (v == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"`{name}` must be {bound}, got {value!r}.")
-    return value
+    bound = ">= 0" if allow_zero else "> 0"
+    if isinstance(value, int | float | np.number) and not isinstance(value, bool):
+        if not np.isfinite(value):
+            raise ValueError(f"`{name}` must be a finite scalar, got {value!r}.")
+        if value < 0 or (value == 0 and not allow_zero):
+            raise ValueError(f"`{name}` must be {bound}, got {value!r}.")
+        return value
+    if np.ndim(value) != 0:
+        raise ValueError(f"`{name}` must be a finite scalar, got shape {np.shape(value)}.")
+    value = fail_if(value, lambda v: ~jnp.isfinite(v), f"`{name}` must be a finite scalar.")
+    return fail_if(value, lambda v: (v < 0) | ((v == 0) & (not allow_zero)),
+                   f"`{name}` must be {bound}.")
 
 
 def positive_int(value, name: str, *, minimum: int = 1) -> int:
@@ -159,25 +187,41 @@ def choice(value, choices: Iterable[str], name: str) -> str:
     raise ValueError(f"Unknown `{name}` {value!r}; expected one of {choices}.{hint}")
 
 
-def time_interval(t0, t1) -> None:
-    """``t1 >= t0`` when both are concrete numbers."""
-    if is_traced(t0) or is_traced(t1):
-        return
-    if not (np.isfinite(t0) and np.isfinite(t1)):
-        raise ValueError(f"`t0` and `t1` must be finite, got t0={t0}, t1={t1}.")
-    if float(t1) < float(t0):
-        raise ValueError(f"`t1` must be >= `t0`, got t0={t0}, t1={t1}.")
+def time_interval(t0, t1):
+    """``(t0, t1)``, finite scalars with ``t1 >= t0`` (see [`fail_if`][])."""
+    ends = (scalar(t0, "t0"), scalar(t1, "t1"))
+    ends = fail_if(ends, lambda e: ~(jnp.isfinite(e[0]) & jnp.isfinite(e[1])),
+                   "`t0` and `t1` must be finite.")
+    return fail_if(ends, lambda e: jnp.asarray(e[1]) < jnp.asarray(e[0]),
+                   "`t1` must be >= `t0`.")
+
+
+def times(ts, name: str = "ts", *, dtype=None, min_length: int = 1, decreasing: bool = False,
+          strictly: bool = False, nonnegative: bool = False):
+    """A 1-D array of at least `min_length` finite times, increasing (`decreasing` if asked),
+    strictly if asked, >= 0 if asked; in `dtype` if given. The shape is checked at trace time,
+    the values by [`fail_if`][]."""
+    ts = as_float_array(ts, name)
+    if dtype is not None:
+        ts = ts.astype(dtype)
+    if ts.ndim != 1 or ts.shape[0] < min_length:
+        what = "a non-empty 1-D array of" if min_length <= 1 else f"a 1-D array of at least " \
+            f"{min_length}"
+        raise ValueError(f"`{name}` must be {what} times, got shape {tuple(ts.shape)}.")
+    ts = check_finite(ts, name)
+    if nonnegative:
+        ts = fail_if(ts, lambda t: jnp.any(t < 0), f"`{name}` must be >= 0.")
+    sign = -1 if decreasing else 1
+    order = ("strictly " if strictly else "") + ("decreasing" if decreasing else "increasing")
+    return fail_if(ts, lambda t: jnp.any(sign * jnp.diff(t) <= 0 if strictly
+                                         else sign * jnp.diff(t) < 0),
+                   f"`{name}` must be {order}.")
 
 
 def unit_interval(t, name: str = "t"):
-    """Times in ``[0, 1]`` (eagerly if concrete, with ``error_if`` if traced)."""
+    """Times in ``[0, 1]`` (see [`fail_if`][]; NaN is outside)."""
     t = jnp.asarray(t)
-    if is_traced(t):
-        return eqx.error_if(t, jnp.any((t < 0) | (t > 1)), f"`{name}` must lie in [0, 1].")
-    t_np = np.asarray(t)
-    if np.any((t_np < 0) | (t_np > 1)) or not np.all(np.isfinite(t_np)):
-        raise ValueError(f"`{name}` must lie in [0, 1], got {t_np}.")
-    return t
+    return fail_if(t, lambda t: ~jnp.all((t >= 0) & (t <= 1)), f"`{name}` must lie in [0, 1].")
 
 
 def key(k, name: str = "key"):

@@ -33,14 +33,16 @@ def save_times(saveat, t0, t1, dtype):
             f"`saveat` must be None, an int or a 1-D array of times, got {saveat!r}."
         ) from err
     if ts.ndim != 1 or ts.shape[0] == 0:
-        raise ValueError(f"`saveat` must be None, an int or a 1-D array of times, got {saveat!r}.")
-    if not _checks.is_traced(ts) and not _checks.is_traced(t0) and not _checks.is_traced(t1):
-        lo, hi = float(ts.min()), float(ts.max())
-        if lo < float(t0) - 1e-12 or hi > float(t1) + 1e-12 or bool(jnp.any(jnp.diff(ts) < 0)):
-            raise ValueError(
-                f"`saveat` times must be increasing and within [t0, t1] = [{t0}, {t1}]."
-            )
-    return ts
+        raise ValueError(f"`saveat` must be None, an int or a 1-D array of times, got shape "
+                         f"{tuple(ts.shape)}.")
+
+    def bad(args):
+        ts, t0, t1 = args
+        return (jnp.any(jnp.diff(ts) < 0) | (ts[0] < t0 - 1e-12) | (ts[-1] > t1 + 1e-12)
+                | ~jnp.all(jnp.isfinite(ts)))
+
+    return _checks.fail_if((ts, t0, t1), bad,
+                           "`saveat` times must be increasing and within [t0, t1].")[0]
 
 
 def _adjoint(adjoint) -> dfx.AbstractAdjoint:
@@ -172,7 +174,7 @@ def simulate(
     """
     x0 = _checks.particles(x0, "x0")
     dtype = x0.dtype
-    _checks.time_interval(t0, t1)
+    t0, t1 = _checks.time_interval(t0, t1)
     solver_name = solver if isinstance(solver, str) else None
     solver = ode_solver(solver)
     if steps is not None:
@@ -180,8 +182,8 @@ def simulate(
     elif solver_name in FIXED_STEP_ONLY:
         raise ValueError(f"`solver` {solver_name!r} has no error estimate: pass `steps`.")
     else:
-        _checks.positive(rtol, "rtol")
-        _checks.positive(atol, "atol")
+        rtol = _checks.positive(rtol, "rtol")
+        atol = _checks.positive(atol, "atol")
     max_steps = steps if steps is not None else _checks.positive_int(max_steps, "max_steps")
     adjoint = _adjoint(adjoint)
     t0 = jnp.asarray(t0, dtype)

@@ -69,7 +69,7 @@ def simulate_sde(drift, diffusion, x0, key, *, t0=0.0, t1=1.0, steps, saveat=Non
     x0 = _checks.particles(x0, "x0")
     dtype = x0.dtype
     key = _checks.key(key)
-    _checks.time_interval(t0, t1)
+    t0, t1 = _checks.time_interval(t0, t1)
     steps = _checks.positive_int(steps, "steps")
     solver = SDE_SOLVERS[_checks.choice(solver, SDE_SOLVERS, "solver")]()
     t0 = jnp.asarray(t0, dtype)

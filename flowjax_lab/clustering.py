@@ -19,9 +19,9 @@ def _cosines(x) -> Array:
 
 
 def _threshold(threshold):
-    if not _checks.is_traced(threshold) and not -1.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"`threshold` must be a cosine in [-1, 1], got {threshold!r}.")
-    return threshold
+    return _checks.fail_if(_checks.scalar(threshold, "threshold"),
+                           lambda t: jnp.abs(jnp.asarray(t)) > 1,
+                           "`threshold` must be a cosine in [-1, 1].")
 
 
 def clustered_fraction(x, threshold=0.99) -> Scalar:
@@ -65,7 +65,7 @@ def interaction_energy(x, beta) -> Scalar:
     ``Q = beta I, K = V = I`` and "mean" normalisation is ``dx_i/dt = n grad_{x_i} E_beta``
     (projected on the sphere), so E_beta increases along it."""
     x = _checks.particles(x, "x")
-    _checks.positive(beta, "beta")
+    beta = _checks.positive(beta, "beta")
     beta = jnp.asarray(beta, x.dtype)
     n = x.shape[0]
     return jnp.sum(jnp.exp(beta * (x @ x.T))) / (2 * beta * n**2)

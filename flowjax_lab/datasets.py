@@ -111,24 +111,11 @@ def sample_labeled(name: str, key: Key, n: int, *, dim: int = 2, dtype=None, **o
         raise ValueError(f"`dim` must be 2 for data set {name!r}, got {dim}.")
     if name == "mixture" and dim < 2:
         raise ValueError(f"`dim` must be >= 2 for data set 'mixture', got {dim}.")
-    dtype = _float_dtype(dtype)
+    dtype = _checks.float_dtype(dtype)
     try:
         return sampler(key, n, dim, dtype, **options)
     except TypeError as err:
         raise TypeError(f"Bad options {sorted(options)} for data set {name!r}: {err}") from err
-
-
-def _float_dtype(dtype):
-    """The requested floating dtype (the default float if `None`)."""
-    if dtype is None:
-        return jnp.result_type(float)
-    try:
-        dtype = jnp.dtype(dtype)
-    except TypeError as err:
-        raise TypeError(f"`dtype` must be a floating dtype, got {dtype!r}.") from err
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"`dtype` must be a floating dtype, got {dtype}.")
-    return dtype
 
 
 def sample(name: str, key: Key, n: int, *, dim: int = 2, dtype=None, **options) -> Particles:

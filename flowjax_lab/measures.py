@@ -73,6 +73,7 @@ class Gaussian(eqx.Module):
     def standard(cls, d: int, dtype=None) -> "Gaussian":
         """N(0, I_d)."""
         d = _checks.positive_int(d, "d")
+        dtype = _checks.float_dtype(dtype)
         return cls(jnp.zeros(d, dtype), jnp.eye(d, dtype=dtype))
 
     @property

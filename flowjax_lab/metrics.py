@@ -28,10 +28,9 @@ def relative_error(value, reference) -> Scalar:
     if value.shape != reference.shape:
         raise ValueError(f"`value` and `reference` must have the same shape, got "
                          f"{tuple(value.shape)} and {tuple(reference.shape)}.")
-    scale = jnp.linalg.norm(reference)
-    if not _checks.is_traced(scale) and float(scale) == 0:
-        raise ValueError("`reference` must be non-zero for a relative error.")
-    return jnp.linalg.norm(value - reference) / scale
+    reference = _checks.fail_if(reference, lambda r: jnp.all(r == 0),
+                                "`reference` must be non-zero for a relative error.")
+    return jnp.linalg.norm(value - reference) / jnp.linalg.norm(reference)
 
 
 def _saved_paths(xs, ts):
@@ -40,12 +39,10 @@ def _saved_paths(xs, ts):
     if xs.ndim != 3 or xs.shape[0] < 2:
         raise ValueError(f"`xs` must be at least two saved clouds of shape (T, n, d), got "
                          f"shape {tuple(xs.shape)}.")
-    ts = _checks.as_float_array(ts, "ts").astype(xs.dtype)
+    ts = _checks.times(ts, "ts", dtype=xs.dtype, min_length=2, strictly=True)
     if ts.shape != xs.shape[:1]:
         raise ValueError(f"`ts` must have shape ({xs.shape[0]},) like the saved clouds, got "
                          f"{tuple(ts.shape)}.")
-    if not _checks.is_traced(ts) and not bool(jnp.all(jnp.diff(ts) > 0)):
-        raise ValueError(f"`ts` must be strictly increasing, got {ts}.")
     return xs, ts
 
 
@@ -150,14 +147,15 @@ def nfe_for_w2(field, x0, held_out, target_w2, *, steps=(1, 2, 4, 8, 16, 32, 64,
 
 
 # Kernel discrepancies between samples (no assignment, any sizes), in blocks of at most
-# chunk_size x chunk_size pairs.
+# chunk_size x chunk_size pairs; their gradients recompute the blocks (memory linear in n + m).
 
 
 def _pair_sum(kernel, x, y, chunk_size: int) -> Scalar:
-    """``sum_{i,j} kernel(|x_i - y_j|^2)`` over `x` `(n, d)`, `y` `(m, d)`."""
+    """``sum_{i,j} kernel(|x_i - y_j|^2)`` over `x` `(n, d)`, `y` `(m, d)`; `kernel` maps an
+    array of squared distances elementwise."""
     block = (min(chunk_size, x.shape[0]), min(chunk_size, y.shape[0]))
     ones = jnp.ones(y.shape[:1], x.dtype)
-    return jnp.sum(_blocks.pair_sum(lambda z: kernel(jnp.sum(z**2)), x, y, ones, block))
+    return jnp.sum(_blocks.radial_pair_sum(kernel, x, y, ones, block))
 
 
 def _distance(squared):

@@ -94,9 +94,11 @@ def _divisible(x, mesh: Mesh, name: str) -> None:
 
 def shard_particles(x, mesh=None, *, name: str = "x"):
     """Place the cloud `x` `(n, d)` on `mesh`, split along particles (`n` divisible by the
-    number of devices). Returns a global `jax.Array` with `particle_sharding(mesh)`."""
+    number of devices). Returns a global `jax.Array` with `particle_sharding(mesh)`. NaN or inf
+    is refused in a concrete `x` only (a traced one is checked for its shape: an `error_if` in a
+    sharded program stalls its collectives)."""
     mesh = _mesh(mesh)
-    x = _checks.particles(x, name)
+    x = _checks.particles(x, name, finite=not _checks.is_traced(x))
     _divisible(x, mesh, name)
     return jax.device_put(x, particle_sharding(mesh))
 
@@ -157,7 +159,8 @@ def ring_pair_sum(fn: Callable, x, mesh=None, weights=None):
     **Arguments:**
     - `fn`: function of one difference `(d,)` returning an array (the self pair is masked out
       before `fn` sees it).
-    - `x`: particles `(n, d)`, `n` divisible by the number of devices (sharded or not).
+    - `x`: particles `(n, d)`, `n` divisible by the number of devices (sharded or not); NaN or
+      inf is refused in a concrete `x` only, not in a traced one (see the note in the code).
     - `weights`: `(n,)` weights `w_j` (uniform `1/n` if `None`).
 
     **Returns:** `(n, *fn_shape)`, sharded along `n`.
@@ -165,10 +168,9 @@ def ring_pair_sum(fn: Callable, x, mesh=None, weights=None):
     mesh = _mesh(mesh)
     axis = mesh.axis_names[0]
     p = mesh.devices.size
-    if not _checks.is_traced(x):
-        x = _checks.particles(x, "x")
-    elif x.ndim != 2:
-        raise ValueError(f"`x` must be a particle cloud of shape (n, d), got {x.shape}.")
+    # Not traced: an `error_if` raising inside a program sharded over devices stalls its
+    # collectives (XLA aborts), so a traced cloud is checked for its shape only.
+    x = _checks.particles(x, "x", finite=not _checks.is_traced(x))
     _divisible(x, mesh, "x")
     n = x.shape[0]
     if weights is None:

@@ -5,13 +5,10 @@ or by replacing a component with ``monkeypatch``, and asserts with [`assert_caug
 run finished, did not pass, and that the named checks are among those that failed.
 """
 
-import dataclasses
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import flowjax_lab as fl
 
@@ -35,27 +32,27 @@ def _patch_fit(monkeypatch, module, fake) -> None:
 
 
 def untrained(monkeypatch, module) -> None:
-    """Training that does nothing: ``fit`` runs with a zero learning rate (status SUCCESS, finite
-    losses, the model left at its initialisation)."""
-    real = fl.learn.fit
+    """Training that does nothing: ``fit`` returns the model as it was initialised, status
+    SUCCESS and the (finite) loss of that model at every step (no gradient is compiled)."""
 
-    def fake(loss, model, optimizer, key, **kwargs):
-        return real(loss, model, optax.sgd(0.0), key, **kwargs)
+    def fake(loss, model, optimizer, key, *, steps, **kwargs):
+        value = float(eqx.filter_jit(loss)(model, key))
+        return fl.learn.FitResult(model=model, opt_state=None, losses=np.full(steps, value),
+                                  evaluations=[], step=steps, seconds=0.0,
+                                  status=fl.Status.SUCCESS if np.isfinite(value)
+                                  else fl.Status.NONFINITE)
 
     _patch_fit(monkeypatch, module, fake)
 
 
 def diverged(monkeypatch, module) -> None:
-    """Training that blew up: ``fit`` returns status NONFINITE, a NaN last loss and a model
-    whose floating-point parameters are NaN."""
-    real = fl.learn.fit
+    """Training that blew up at its first step: ``fit`` returns status NONFINITE, a NaN loss and
+    a model whose floating-point parameters are NaN (nothing is trained or compiled)."""
 
     def fake(loss, model, optimizer, key, **kwargs):
-        fitted = real(loss, model, optimizer, key, **kwargs)
         nan_model = jax.tree.map(
-            lambda p: jnp.full_like(p, jnp.nan) if eqx.is_inexact_array(p) else p, fitted.model)
-        losses = np.append(np.asarray(fitted.losses, np.float64), np.nan)
-        return dataclasses.replace(fitted, model=nan_model, losses=losses,
-                                   status=fl.Status.NONFINITE)
+            lambda p: jnp.full_like(p, jnp.nan) if eqx.is_inexact_array(p) else p, model)
+        return fl.learn.FitResult(model=nan_model, opt_state=None, losses=np.array([np.nan]),
+                                  evaluations=[], step=1, status=fl.Status.NONFINITE, seconds=0.0)
 
     _patch_fit(monkeypatch, module, fake)

@@ -1,5 +1,5 @@
 """The attention field: an independent NumPy reference, chunked == dense, Sinkhorn, invariances,
-masks, heads, gradients against finite differences, dtype and memory."""
+masks, heads, gradients against finite differences, dtype, memory and the choice of blocks."""
 
 import itertools
 
@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flowjax_lab import _blocks
+from flowjax_lab._blocks import choose_block
 from flowjax_lab.fields import Attention, PiecewiseConstant
 
 
@@ -196,3 +198,38 @@ def test_piecewise_constant_depth_parameters(getkey):
         0.3, x)))(values)
     others = g[jnp.array([0, 2, 3])]
     assert float(jnp.max(jnp.abs(g[1]))) > 0 and float(jnp.max(jnp.abs(others))) == 0
+
+
+def test_choose_block_is_dense_below_the_budget_and_blocks_above(monkeypatch):
+    assert choose_block(1000, 1000, 4, jnp.float32) is None  # 16 MB of 128 MiB: dense
+    assert choose_block(16_384, 16_384, 4, jnp.float32) == _blocks.MAX_BLOCK == 1024
+    assert choose_block(60_000, 60_000, 4, jnp.float32) == 1017  # 59 even blocks, little padding
+    assert choose_block(100, 100, 1, jnp.float64, budget_bytes=100 * 100 * 8) is None
+    assert choose_block(100, 100, 1, jnp.float64, budget_bytes=100 * 100 * 8 - 1) == 50
+    with pytest.raises(ValueError, match="`budget_bytes` must be a positive integer"):
+        choose_block(10, 10, 1, jnp.float32, budget_bytes=0)
+    monkeypatch.setattr(_blocks, "PAIR_BUDGET_BYTES", 1234)  # read when a field is built
+    assert Attention(jnp.eye(2), jnp.eye(2), jnp.eye(2)).memory_budget == 1234
+    assert Attention(jnp.eye(2), jnp.eye(2), jnp.eye(2), chunk_size=7).chunk_size == 7
+
+
+def test_default_call_above_the_budget_streams_with_the_dense_values_and_gradients(getkey):
+    """chunk_size=None above the memory budget: the values and gradients of the dense path, in a
+    compiled program far below the n^2 numbers of the dense scores."""
+    n, d = 256, 4
+    x = jax.random.normal(getkey(), (n, d))
+    Q, K, V, _ = params(getkey(), h=1, d=d)
+    budget = 4 * 8 * 16**2  # blocks of 16 x 16 float64 pairs
+    assert choose_block(n, n, 4, x.dtype, budget) == 16
+
+    def loss(y, memory_budget):
+        field = Attention(Q, K, V, memory_budget=memory_budget)
+        return jnp.sum(jnp.tanh(field(0.0, y)))
+
+    streamed, dense = (jax.jit(jax.value_and_grad(lambda y, b=b: loss(y, b))).lower(x).compile()
+                       for b in (budget, 2**40))
+    for a, b in zip(streamed(x), dense(x), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    temp = [f.memory_analysis().temp_size_in_bytes for f in (streamed, dense)]
+    scores = n * n * 8  # bytes of one (n, n) float64 array
+    assert temp[0] < scores / 8 and temp[1] > 3 * scores, temp

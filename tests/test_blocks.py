@@ -56,6 +56,14 @@ def riesz(z):
     return 1 / jnp.sqrt(jnp.sum(z**2))  # singular at 0: masked self pairs must never reach it
 
 
+def riesz_profile(r2):
+    return r2**-0.5  # riesz as a function of the squared distance, elementwise
+
+
+def riesz_moment(z):
+    return riesz_profile(jnp.sum(z**2)) * z
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("n", "m", "block"), [(23, 23, 5), (17, 9, (4, 6)), (6, 13, 20)])
 def test_pair_sum_equals_the_dense_sum(kind, n, m, block, getkey):
@@ -70,14 +78,26 @@ def test_pair_sum_equals_the_dense_sum(kind, n, m, block, getkey):
         expected = dense_pair_sum(fn, x, y, w, kind)
         assert blockwise.shape == expected.shape and blockwise.dtype == jnp.float64
         np.testing.assert_allclose(blockwise, expected, rtol=1e-12, atol=1e-12)
+    radial = (_blocks.radial_pair_sum(riesz_profile, x, y, w, block, kind=kind),
+              _blocks.radial_moment_sum(riesz_profile, x, y, w, block, kind=kind))
+    for blockwise, fn in zip(radial, (riesz, riesz_moment), strict=True):
+        expected = dense_pair_sum(fn, x, y, w, kind)
+        assert blockwise.shape == expected.shape and blockwise.dtype == jnp.float64
+        np.testing.assert_allclose(blockwise, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_pair_sum_gradient_equals_the_dense_gradient(getkey):
+@pytest.mark.parametrize("route", ["pair_sum", "radial_pair_sum", "radial_moment_sum"])
+def test_pair_sum_gradient_equals_the_dense_gradient(route, getkey):
     x = jax.random.normal(getkey(), (19, 2))
     w = jax.random.uniform(getkey(), (19,), jnp.float64, 0.1, 1.0)
-    blockwise = jax.grad(lambda x, w: jnp.sum(_blocks.pair_sum(riesz, x, x, w, 4,
-                                                               kind="distinct")), (0, 1))(x, w)
-    dense = jax.grad(lambda x, w: jnp.sum(dense_pair_sum(riesz, x, x, w, "distinct")),
+    r = jax.random.normal(getkey(), (19, 2))  # a cotangent for the (n, d) moment
+    fn, dense_fn = {"pair_sum": (riesz, riesz), "radial_pair_sum": (riesz_profile, riesz),
+                    "radial_moment_sum": (riesz_profile, riesz_moment)}[route]
+    project = lambda out: jnp.sum(out * r) if out.ndim == 2 else jnp.sum(out)
+    blockwise = jax.grad(lambda x, w: project(getattr(_blocks, route)(fn, x, x, w, 4,
+                                                                      kind="distinct")),
+                         (0, 1))(x, w)
+    dense = jax.grad(lambda x, w: project(dense_pair_sum(dense_fn, x, x, w, "distinct")),
                      (0, 1))(x, w)
     for a, b in zip(blockwise, dense, strict=True):
         assert np.all(np.isfinite(a))
@@ -199,3 +219,15 @@ def test_jitted_blockwise_calls_never_hold_an_n_by_n_array():
     dense = attention_gradient(lambda *a: dense_attention(*a, "causal"))
     assert temp_bytes(blockwise, q, q) < square / 8
     assert temp_bytes(dense, q, q) >= square
+
+
+def test_pair_sum_gradient_needs_memory_linear_in_n():
+    # XLA's memory analysis of the compiled gradient: the blocks are recomputed, not kept, so
+    # quadrupling n leaves the temporaries about where they were (16x, ~n^2 d floats, when
+    # fold_pairs kept every block pair's residuals). The radial sums: tests/test_interaction.py.
+    kernel = lambda z: jnp.exp(-jnp.sum(z**2))
+    loss = lambda x, w: jnp.sum(_blocks.pair_sum(kernel, x, x, w, 128, kind="distinct") ** 2)
+    temps = [temp_bytes(jax.grad(loss, argnums=(0, 1)), jnp.zeros((n, 3), jnp.float32),
+                        jnp.ones((n,), jnp.float32)) for n in (512, 2048)]
+    assert temps[1] < 2 * temps[0], temps  # linear growth would allow 4x, quadratic 16x
+    assert temps[1] < 2048 * 2048 * 4 / 8, temps

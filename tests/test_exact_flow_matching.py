@@ -18,9 +18,13 @@ def test_chunked_streaming_equals_single_pass_and_is_permutation_invariant(getke
     chunked = fl.fields.ExactFlowMatching(data, chunk_size=8)  # 37 = 4 * 8 + 5: padded chunk
     shuffled = fl.fields.ExactFlowMatching(data[jax.random.permutation(getkey(), 37)],
                                            chunk_size=5)
+    # chunk_size=None over the budget: blocks of 5 particles x 5 data points (both padded)
+    blocked = fl.fields.ExactFlowMatching(data, memory_budget=(2 + 3) * 8 * 5**2)
+    assert fl.fields.ExactFlowMatching(data)._block(x) == (9, 37)  # dense below the budget
+    assert blocked._block(x) == (5, 5) and chunked._block(x) == (9, 8)
     for t in (0.0, 0.4, 0.97):
-        np.testing.assert_allclose(chunked(t, x), whole(t, x), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(shuffled(t, x), whole(t, x), rtol=1e-12, atol=1e-12)
+        for field in (chunked, shuffled, blocked):
+            np.testing.assert_allclose(field(t, x), whole(t, x), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("t", [0.0, 0.3, 0.8, 0.999])

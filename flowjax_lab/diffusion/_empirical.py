@@ -24,7 +24,8 @@ class EmpiricalScore(eqx.Module):
     (memorization); with h > 0 they land at distance ~h around them.
 
     **Arguments:** `process`; `data` `(m, d)`; `weights` `(m,)` (uniform if `None`);
-    `bandwidth` h >= 0; `chunk_size` (data points processed at once).
+    `bandwidth` h >= 0; `chunk_size` (data points processed at once; `None` chooses by memory,
+    as in ``fields.ExactFlowMatching``).
 
     Call as ``score(t, x)`` with `x` `(n, d)` and `t` a scalar or `(n,)`: a "score" prediction.
     """
@@ -33,10 +34,12 @@ class EmpiricalScore(eqx.Module):
     flow: ExactFlowMatching
     bandwidth: Array
 
-    def __init__(self, process, data, weights=None, *, bandwidth=0.0, chunk_size: int = 512):
+    def __init__(self, process, data, weights=None, *, bandwidth=0.0,
+                 chunk_size: int | None = None):
         self.process = check_process(process)
         self.flow = ExactFlowMatching(data, weights, chunk_size=chunk_size)
-        _checks.positive(_checks.scalar(bandwidth, "bandwidth"), "bandwidth", allow_zero=True)
+        bandwidth = _checks.positive(_checks.scalar(bandwidth, "bandwidth"), "bandwidth",
+                                     allow_zero=True)
         self.bandwidth = jnp.asarray(bandwidth, self.flow.data.dtype)
 
     def _fm(self, t, x):

@@ -1,6 +1,7 @@
 """Time grids of the samplers, from `t_max` (noise) down to `t_min` (data)."""
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -22,7 +23,8 @@ def check_times(process, t_max, t_min, *, log_snr: bool = False) -> tuple[float,
         raise ValueError(f"`t_min` and `t_max` must satisfy 0 <= t_min < t_max <= 1, got "
                          f"t_min={t_min}, t_max={t_max}.")
     if log_snr:
-        ends = np.asarray(process.log_snr(np.asarray([t_max, t_min])))
+        with jax.ensure_compile_time_eval():  # Python numbers: known even inside `jit`
+            ends = np.asarray(process.log_snr(np.asarray([t_max, t_min])))
         if not np.isfinite(ends[0]):
             raise ValueError(f"`t_max` = {t_max}: the log-SNR is infinite there (alpha(t_max) "
                              f"= 0); choose t_max < 1.")
@@ -51,7 +53,7 @@ def time_grid(process, steps: int, *, spacing: str = "uniform", t_max=1.0, t_min
     spacing = _checks.choice(spacing, SPACINGS, "spacing")
     t_max, t_min = check_times(process, t_max, t_min, log_snr=spacing != "uniform")
     _checks.positive(rho, "rho")
-    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    dtype = _checks.float_dtype(dtype)
     return _grid(process, steps, spacing, jnp.asarray([t_max, t_min], dtype), float(rho))
 
 

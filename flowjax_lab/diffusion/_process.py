@@ -39,6 +39,8 @@ class AbstractProcess(eqx.Module):
 
     Subclasses give `alpha`, `sigma`, their derivatives `d_alpha`, `d_sigma`, the squared
     diffusion `g2` and the inverse of the log-SNR `time_of_log_snr`, all elementwise in `t`.
+    Their parameters are checked when the process is built, so they must be concrete then
+    (Python numbers, or arrays outside `jit`): `__check_init__` cannot carry an ``error_if``.
     """
 
     @abc.abstractmethod
@@ -106,7 +108,7 @@ class AbstractProcess(eqx.Module):
         key = _checks.key(key)
         n = _checks.positive_int(n, "n")
         d = _checks.positive_int(d, "d")
-        dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+        dtype = _checks.float_dtype(dtype)
         return self.sigma(jnp.ones((), dtype)) * jax.random.normal(key, (n, d), dtype)
 
 

@@ -75,7 +75,9 @@ def sample_reverse_sde(model, process, x, key, *, prediction: str, steps: int,
     steps = _checks.positive_int(steps, "steps")
     method = _checks.choice(method, METHODS, "method")
     t_max, t_min = check_times(process, t_max, t_min)
-    if not np.isfinite(np.asarray(process.g2(np.asarray(t_max)))):
+    with jax.ensure_compile_time_eval():  # a Python number: known even inside `jit`
+        g2_max = np.asarray(process.g2(np.asarray(t_max)))
+    if not np.isfinite(g2_max):
         raise ValueError(f"`t_max` = {t_max}: the diffusion g(t_max) is infinite there; choose "
                          f"t_max < 1.")
     drift = _ReverseDrift(model, process, prediction)

@@ -87,10 +87,11 @@ def _measure(model: DepthControl, x_eval, y_eval, cov1, grid):
     finite = jnp.all(jnp.isfinite(moved))
     nan = jnp.asarray(jnp.nan, moved.dtype)
     divergence = transport.sinkhorn_divergence(jnp.where(finite, moved, y_eval), y_eval)
-    moved_cov = jnp.cov(moved.T).astype(moved.dtype)
+    moved_cov = jnp.cov(jnp.where(finite, moved, y_eval).T).astype(moved.dtype)
     zero = jnp.zeros(2, moved.dtype)
+    bures = transport.gaussian_w2(zero, moved_cov, zero, cov1)
     return {"divergence": jnp.where(finite, divergence, nan), "moved": moved,
-            "bures": transport.gaussian_w2(zero, moved_cov, zero, cov1),
+            "bures": jnp.where(finite, bures, nan),
             "in_context": model.in_context(x_eval[:128], grid)}
 
 

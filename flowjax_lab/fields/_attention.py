@@ -2,7 +2,8 @@
 
 Convention: the score of query token ``x_i`` for key token ``x_j`` is ``<Q x_i, K x_j>`` and the
 velocity is ``v_i = sum_j P_ij V x_j`` (then the output projection), with ``P`` the normalised
-``exp`` of the scores. With ``chunk_size`` set, scores are evaluated block by block with a
+``exp`` of the scores. With ``chunk_size`` set, or chosen because the dense scores would not fit
+the memory budget (``_blocks.choose_block``), scores are evaluated block by block with a
 streaming log-sum-exp (forward) and recomputed block by block in a custom backward pass
 (``_blocks.softmax_attend``), so neither the forward nor the gradient ever holds an `(n, n)` array.
 """
@@ -12,13 +13,13 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import _blocks, _checks
 from .._types import Array, Particles
 
 NORMALIZATIONS = ("softmax", "mean", "sinkhorn")
 SPHERE_ATOL = 1e-3
+PAIR_NUMBERS = 4  # per pair and head: scores, weights and their cotangents (`attend`)
 
 
 # --- the attention core: queries (n, h, k), keys (m, h, k), values (m, h, e), key bias (m, h) ---
@@ -38,16 +39,22 @@ def _dense_attend(q, k, v, bias, kind):
     return out, jnp.transpose(lse)
 
 
-def attend(q, k, v, bias, *, kind=None, chunk_size=None):
+def attend(q, k, v, bias, *, kind=None, chunk_size=None, budget_bytes=None):
     """Normalised attention ``out_i = sum_j softmax_j(<q_i, k_j> + bias_j) v_j`` and
     ``lse_i = log sum_j exp(<q_i, k_j> + bias_j)`` over the visible pairs.
 
     **Arguments:** `q` `(n, h, k)`, `k` `(m, h, k)`, `v` `(m, h, e)`, `bias` `(m, h)` (``-inf``
-    hides a key); `kind`: `None`, "causal" (j <= i) or "anticausal" (j >= i); `chunk_size`:
-    `None` (dense, `(h, n, m)` scores) or a block size (memory `O((n + m) h)` plus a block).
+    hides a key); `kind`: `None`, "causal" (j <= i) or "anticausal" (j >= i); `chunk_size`: a
+    block size (memory `O((n + m) h)` plus a `(h, chunk_size, chunk_size)` block, for the value
+    and the gradient), or `None` to choose: dense `(h, n, m)` scores while
+    ``4 h n m`` numbers fit in `budget_bytes`, blocks that fit it above
+    (`_blocks.choose_block`; default budget `_blocks.PAIR_BUDGET_BYTES`, 128 MiB).
 
     **Returns:** `out` `(n, h, e)` (zero for a query that sees no key) and `lse` `(n, h)`.
     """
+    if chunk_size is None:
+        chunk_size = _blocks.choose_block(q.shape[0], k.shape[0], PAIR_NUMBERS * q.shape[1],
+                                          q.dtype, budget_bytes)
     if chunk_size is None:
         return _dense_attend(q, k, v, bias, kind)
     return _blocks.softmax_attend(q, k, v, bias, kind, chunk_size)
@@ -126,12 +133,18 @@ class Attention(eqx.Module):
       attention of Sinkformers: `sinkhorn_iterations` log-domain row normalisations with column
       normalisations in between; one iteration is softmax).
     - `sphere`: tokens live on the unit sphere and the velocity is projected on the tangent
-      space (the layer-norm model). A concrete cloud that is not unit norm (to `1e-3`) is refused
-      with a `ValueError`; inside `jit` (e.g. within a solver) tokens are renormalised, so that the
-      solver's drift off the sphere does not accumulate.
+      space (the layer-norm model). A cloud off the unit sphere (by more than `1e-3`) is refused
+      with the same message eagerly (`ValueError`) and under `jit` (``equinox.error_if``); a
+      solver's drift off the sphere stays far below that (under 1e-4 in the experiments).
     - `mask`: optional boolean `(n,)`: the tokens that may be attended to (keys). Masked tokens
       still move, but exert no influence (padding, or queries of an in-context map).
-    - `chunk_size`: `None` (dense scores `(h, n, n)`) or a block size: memory linear in n.
+    - `chunk_size`: a block size (memory linear in n: blocks of `(h, chunk_size, chunk_size)`
+      scores, for the value and the gradient), or `None` to choose per call: dense scores
+      `(h, n, n)` while their ``4 h n^2`` numbers (scores, weights and their cotangents) fit in
+      `memory_budget`, blocks that fit it above, so that no default call holds `(n, n)` scores
+      for large n.
+    - `memory_budget`: bytes of scores a call may hold when `chunk_size` is `None`; `None`
+      means `_blocks.PAIR_BUDGET_BYTES` (2^27, 128 MiB) as it is when the field is built.
     """
 
     Q: Array | Callable
@@ -144,11 +157,13 @@ class Attention(eqx.Module):
     sinkhorn_iterations: int = eqx.field(static=True)
     sphere: bool = eqx.field(static=True)
     chunk_size: int | None = eqx.field(static=True)
+    memory_budget: int = eqx.field(static=True)
     heads: int = eqx.field(static=True)
     multihead: bool = eqx.field(static=True)
 
     def __init__(self, Q, K, V, *, output=None, causal=False, normalization="softmax",
-                 sinkhorn_iterations=3, sphere=False, mask=None, chunk_size=None):
+                 sinkhorn_iterations=3, sphere=False, mask=None, chunk_size=None,
+                 memory_budget=None):
         self.Q, self.K, self.V = _param(Q, "Q"), _param(K, "K"), _param(V, "V")
         self.output = _param(output, "output")
         self.normalization = _checks.choice(normalization, NORMALIZATIONS, "normalization")
@@ -158,6 +173,8 @@ class Attention(eqx.Module):
         self.sphere = bool(sphere)
         self.chunk_size = (None if chunk_size is None
                            else _checks.positive_int(chunk_size, "chunk_size"))
+        self.memory_budget = (_blocks.PAIR_BUDGET_BYTES if memory_budget is None
+                              else _checks.positive_int(memory_budget, "memory_budget"))
         shapes = {name: _shape_of(p, name) for name, p in
                   (("Q", self.Q), ("K", self.K), ("V", self.V), ("output", self.output))}
         self.multihead, self.heads = _check_shapes(shapes)
@@ -192,12 +209,11 @@ class Attention(eqx.Module):
             raise ValueError(f"`mask` has length {self.mask.shape[0]} but the cloud `x` has "
                              f"{x.shape[0]} tokens.")
         if self.sphere:
-            if _checks.is_traced(x):
-                return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
-            gap = np.max(np.abs(np.linalg.norm(np.asarray(x, np.float64), axis=-1) - 1))
-            if not gap <= SPHERE_ATOL:
-                raise ValueError(f"`x` must lie on the unit sphere when sphere=True (max "
-                                 f"| |x_i| - 1 | = {gap:.3g}); normalise it with x / |x|.")
+            # NaN tokens pass: a solve that blew up reports it in its status.
+            x = _checks.fail_if(x, lambda x: jnp.any(
+                                    jnp.abs(jnp.linalg.norm(x, axis=-1) - 1) > SPHERE_ATOL),
+                                f"`x` must lie on the unit sphere when sphere=True (| |x_i| - 1 | "
+                                f"<= {SPHERE_ATOL:g}); normalise it with x / |x|.")
         return x
 
     def __call__(self, t, x, args=None) -> Particles:
@@ -217,7 +233,8 @@ class Attention(eqx.Module):
         kind = "causal" if self.causal else None
         if self.normalization == "sinkhorn":
             bias = self._sinkhorn_bias(q, k, bias, keys, kind)
-        out, lse = attend(q, k, v, bias, kind=kind, chunk_size=self.chunk_size)
+        out, lse = attend(q, k, v, bias, kind=kind, chunk_size=self.chunk_size,
+                          budget_bytes=self.memory_budget)
         if self.normalization == "mean":
             count = jnp.cumsum(keys) if self.causal else jnp.sum(keys) * jnp.ones((n,), int)
             log_count = jnp.log(jnp.maximum(count, 1).astype(dtype))
@@ -241,10 +258,11 @@ class Attention(eqx.Module):
 
         g = bias
         for _ in range(self.sinkhorn_iterations - 1):  # static and small: unrolled
-            _, lse_rows = attend(q, k, nothing, g, kind=kind, chunk_size=self.chunk_size)
+            _, lse_rows = attend(q, k, nothing, g, kind=kind, chunk_size=self.chunk_size,
+                                 budget_bytes=self.memory_budget)
             f = jnp.where(jnp.isfinite(lse_rows), -lse_rows, -jnp.inf)  # blind rows: no say
             _, lse_cols = attend(k, q, nothing, f, kind=_blocks.transposed(kind),
-                                 chunk_size=self.chunk_size)
+                                 chunk_size=self.chunk_size, budget_bytes=self.memory_budget)
             g = log_ratio - lse_cols + bias
         return g
 

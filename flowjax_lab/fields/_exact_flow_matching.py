@@ -5,10 +5,11 @@ posterior of the data index given X_t = x is ``p_j(x) ∝ w_j exp(-|z_j|^2 / 2)`
 ``z_j = (x - t y_j) / (1 - t)`` the source point that pairs with ``y_j``, and the flow-matching
 velocity is ``v_t(x) = E[X1 - X0 | X_t = x] = sum_j p_j (y_j - z_j)``.
 
-Every quantity is a posterior mean over the data, computed in chunks of data points with a
-streaming (online) log-sum-exp: memory is `(n, chunk_size, d)` whatever the number of data points,
-and the log-domain weights never underflow, so the field stays finite as t -> 1, where the
-posterior collapses onto the nearest data point.
+Every quantity is a posterior mean over the data, computed with a streaming (online)
+log-sum-exp over blocks of (particle, data point) pairs (``_blocks.fold_pairs``): dense while the
+pairs fit a memory budget, blocks that fit it above, so memory is bounded whatever the numbers of
+particles and data points; the log-domain weights never underflow, so the field stays finite as
+t -> 1, where the posterior collapses onto the nearest data point.
 """
 
 import equinox as eqx
@@ -35,7 +36,12 @@ class ExactFlowMatching(eqx.Module):
     **Arguments:**
     - `data`: target points `y_j`, shape `(m, d)`.
     - `weights`: target weights `(m,)` (uniform if `None`).
-    - `chunk_size`: data points processed at once (memory `(n, chunk_size, d)` per call).
+    - `chunk_size`: data points processed at once against all `n` particles (memory
+      `(n, chunk_size, d)` per call), or `None` to choose per call: all pairs at once while their
+      ``(d + 3) n m`` numbers fit in `memory_budget`, square blocks of particles and data points
+      that fit it above (`_blocks.choose_block`).
+    - `memory_budget`: bytes of pair arrays a call may hold when `chunk_size` is `None`; `None`
+      means `_blocks.PAIR_BUDGET_BYTES` (2^27, 128 MiB) as it is when the field is built.
 
     Times are clipped to ``[0, 1 - sqrt(eps)]`` (eps of the dtype): at t = 1 the field is the
     limit of a field whose Jacobian is ``-I / (1 - t)``, and the clip keeps it finite while moving
@@ -47,9 +53,11 @@ class ExactFlowMatching(eqx.Module):
 
     data: Particles
     log_weights: Array
-    chunk_size: int = eqx.field(static=True)
+    chunk_size: int | None = eqx.field(static=True)
+    memory_budget: int = eqx.field(static=True)
 
-    def __init__(self, data, weights=None, *, chunk_size: int = 512):
+    def __init__(self, data, weights=None, *, chunk_size: int | None = None,
+                 memory_budget: int | None = None):
         data = _checks.particles(data, "data")
         m = data.shape[0]
         if weights is None:
@@ -57,10 +65,11 @@ class ExactFlowMatching(eqx.Module):
         else:
             w = _checks.weights(weights, m, "weights", dtype=data.dtype)
             log_w = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1)), -jnp.inf)
-        self.chunk_size = _checks.positive_int(chunk_size, "chunk_size")
-        size = min(self.chunk_size, m)
-        self.data = _blocks.pad_rows(data, size)
-        self.log_weights = _blocks.pad_rows(log_w, size, -jnp.inf)
+        self.chunk_size = (None if chunk_size is None
+                           else _checks.positive_int(chunk_size, "chunk_size"))
+        self.memory_budget = (_blocks.PAIR_BUDGET_BYTES if memory_budget is None
+                              else _checks.positive_int(memory_budget, "memory_budget"))
+        self.data, self.log_weights = data, log_w
 
     def _times(self, t, x):
         dtype = x.dtype
@@ -70,8 +79,16 @@ class ExactFlowMatching(eqx.Module):
 
     def _moments(self, t, x) -> _blocks.Softmax:
         x = _checks.particles(x, "x", dim=self.data.shape[1], finite=False)
-        size = min(self.chunk_size, self.data.shape[0])
-        return _posterior_sums(self.data, self.log_weights, self._times(t, x), x, size)
+        return _posterior_sums(self.data, self.log_weights, self._times(t, x), x, self._block(x))
+
+    def _block(self, x) -> tuple[int, int]:
+        """(particles, data points) per block: all particles against `chunk_size` data points,
+        or the choice of `_blocks.choose_block` (both dimensions whole when dense)."""
+        (n, d), m = x.shape, self.data.shape[0]
+        if self.chunk_size is not None:
+            return n, min(self.chunk_size, m)
+        edge = _blocks.choose_block(n, m, d + 3, x.dtype, self.memory_budget)
+        return (n, m) if edge is None else (min(edge, n), min(edge, m))
 
     def __call__(self, t, x, args=None) -> Particles:
         """The velocity ``E[X1 - X0 | X_t = x]``, shape `(n, d)`."""
@@ -115,23 +132,26 @@ class ExactFlowMatching(eqx.Module):
 
 
 @eqx.filter_jit
-def _posterior_sums(data, log_weights, t, x, size: int) -> _blocks.Softmax:
-    """Streaming log-sum-exp over chunks of `size` data points (jitted once per shape); the
-    padding of the data carries the log-weight ``-inf``."""
+def _posterior_sums(data, log_weights, t, x, block: tuple[int, int]) -> _blocks.Softmax:
+    """Streaming log-sum-exp over blocks of (particles, data points) (jitted once per shape and
+    block); padded pairs are masked to the logit ``-inf``, padded particles have t = 0."""
     dtype = x.dtype
-    n, d = x.shape
+    d = x.shape[1]
 
     def step(acc, particles, chunk, mask):
-        (xb, tb, sb), (y, log_w) = particles, chunk
-        z = (xb[:, None, :] - tb[:, None, None] * y[None]) / sb[:, None, None]  # (n, c, d)
+        (xb, tb), (y, log_w) = particles, chunk
+        sb = 1 - tb
+        z = (xb[:, None, :] - tb[:, None, None] * y[None]) / sb[:, None, None]  # (r, c, d)
         z2 = jnp.sum(z**2, axis=-1)
-        logits = log_w[None, :] - z2 / 2  # (n, c)
+        logits = jnp.where(mask, log_w[None, :] - z2 / 2, -jnp.inf)  # (r, c)
         return _blocks.softmax_update(acc, logits, lambda p: _Sums(
             p @ y, jnp.einsum("nc,ncd->nd", p, z), p @ jnp.sum(y**2, axis=1),
             jnp.sum(p * z2, axis=1)))
 
-    zeros_n, zeros_nd = jnp.zeros((n,), dtype), jnp.zeros((n, d), dtype)
-    init = lambda _: _blocks.softmax_init((n,), _Sums(zeros_nd, zeros_nd, zeros_n, zeros_n), dtype)
-    particles = (x, t, 1 - t)
+    def init(particles):
+        r = particles[0].shape[0]
+        zeros_r, zeros_rd = jnp.zeros((r,), dtype), jnp.zeros((r, d), dtype)
+        return _blocks.softmax_init((r,), _Sums(zeros_rd, zeros_rd, zeros_r, zeros_r), dtype)
+
     chunks = (data.astype(dtype), log_weights.astype(dtype))
-    return _blocks.fold_pairs(step, init, particles, chunks, (n, size))
+    return _blocks.fold_pairs(step, init, (x, t), chunks, block)

@@ -5,12 +5,14 @@ import jax.numpy as jnp
 
 from .. import _checks
 from .._types import Matrix
-from ..theory import flow_matching_gaussian
+from ..theory._flow_matching import gaussian_velocity
 
 
 class GaussianFlowMatching(eqx.Module):
     """The linear field ``v_t(x) = A_t x`` of independent-coupling flow matching from
-    N(0, cov0) to N(0, cov1) (see ``theory.flow_matching_gaussian``). Defined for t in [0, 1].
+    N(0, cov0) to N(0, cov1) (see ``theory.flow_matching_gaussian``), for t in [0, 1]. `t` is not
+    checked on each evaluation: outside [0, 1] the field is the formula's analytic extension
+    (finite, since ``cov_t`` stays positive definite).
 
     **Arguments:** `cov0`, `cov1`: symmetric positive definite, shape `(d, d)`.
     """
@@ -26,8 +28,7 @@ class GaussianFlowMatching(eqx.Module):
 
     def matrix(self, t) -> Matrix:
         """A_t, shape `(d, d)`."""
-        t = jnp.clip(jnp.asarray(t, self.cov0.dtype), 0, 1)
-        return flow_matching_gaussian(self.cov0, self.cov1, t)[1]
+        return gaussian_velocity(self.cov0, self.cov1, jnp.asarray(t, self.cov0.dtype))[1]
 
     def __call__(self, t, x, args=None):
         x = _checks.particles(x, "x", dim=self.cov0.shape[0], finite=False)

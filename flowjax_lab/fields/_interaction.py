@@ -1,7 +1,11 @@
 """Interacting particles: the Wasserstein gradient flow of a potential plus a pair interaction.
 
-Pair sums are evaluated block by block (``_blocks.pair_sum``: rows with ``lax.map``, columns with
-``lax.scan``), so no `(n, n)` array is ever held: memory is linear in `n` for a fixed block size.
+Pair sums are evaluated block by block (``_blocks``: rows with ``lax.map``, columns with
+``lax.scan``, each block pair recomputed in reverse mode), so no `(n, n)` array is ever held:
+the value and its gradient need memory linear in `n` for a fixed block size. A kernel whose type
+defines ``of_squared_distance`` (``flows.RadialKernel``) takes the fast path: its pair terms are
+elementwise functions of a block of squared distances (``_blocks.radial_pair_sum``,
+``radial_moment_sum``); any other kernel is differentiated by autodiff once per pair.
 """
 
 import math
@@ -13,6 +17,10 @@ import jax.numpy as jnp
 
 from .. import _blocks, _checks
 from .._types import Scalar, Weights
+
+RADIAL_CHUNK = 512
+"""Default block edge of the radial fast path: `(512, 512)` blocks of squared distances (the
+fastest of 256, 512, 1024, 2048 for the velocity at n = 20 000, d = 3 on CPU)."""
 
 
 def default_chunk_size(n: int, d: int) -> int:
@@ -55,7 +63,9 @@ class Interaction(eqx.Module):
 
     Particle `i` moves with ``-grad V(x_i) - sum_{j != i} w_j grad W(x_i - x_j)``, which is
     ``-(1/w_i) dF/dx_i``; with uniform weights, ``-grad V(x_i) - 1/n sum_{j != i}
-    grad W(x_i - x_j)``. Gradients are taken by autodiff of `kernel` and `potential`. The self
+    grad W(x_i - x_j)``. Gradients are taken by autodiff of `kernel` and `potential`; a kernel
+    of the squared distance (a ``flows.RadialKernel``, which defines ``of_squared_distance``) is
+    summed on blocks of squared distances, with ``grad W(z) = 2 W'(|z|^2) z``. The self
     pair is excluded, so singular kernels (``-log|z|``, Riesz) work; particles that collide make
     the velocity NaN, which ``simulate`` reports as ``Status.NONFINITE`` (an adaptive solve
     usually stalls just before and reports ``Status.MAX_STEPS_REACHED``).
@@ -64,8 +74,8 @@ class Interaction(eqx.Module):
     - `kernel`: even pair interaction `W`, a callable on one difference `(d,) -> ()`, or `None`.
     - `potential`: external potential `V`, a callable on one particle `(d,) -> ()`, or `None`.
     - `weights`: particle weights `(n,)` (non-negative, summing to one); uniform if `None`.
-    - `chunk_size`: block edge of the pair sums (static); `None` picks one from `d` so that a
-      block holds about 4M numbers.
+    - `chunk_size`: block edge of the pair sums (static); `None` picks `RADIAL_CHUNK` for a
+      radial kernel, otherwise one from `d` so that a `(c, c, d)` block holds about 4M numbers.
     """
 
     kernel: Callable | None
@@ -112,6 +122,20 @@ class Interaction(eqx.Module):
         chunk = min(self.chunk_size or default_chunk_size(*x.shape), x.shape[0])
         return _blocks.pair_sum(fn, x, x, w, chunk, kind="distinct")
 
+    def _radial_sum(self, profile, x, w, *, moment=False):
+        """``sum_{j != i} w_j profile(|x_i - x_j|^2)`` `(n,)`, or with ``moment`` the same
+        weighted by ``x_i - x_j``, `(n, d)`."""
+        chunk = min(self.chunk_size or RADIAL_CHUNK, x.shape[0])
+        pair_sum = _blocks.radial_moment_sum if moment else _blocks.radial_pair_sum
+        return pair_sum(profile, x, x, w, chunk, kind="distinct")
+
+    @property
+    def _profile(self):
+        """``W`` as an elementwise function of ``|z|^2`` for a radial kernel, else `None`."""
+        if callable(getattr(type(self.kernel), "of_squared_distance", None)):
+            return self.kernel.of_squared_distance
+        return None
+
     def __call__(self, t, x, args=None):
         """Velocity of every particle, shape `(n, d)`."""
         self.check(x)
@@ -133,6 +157,11 @@ def _laplacian(f):
     return lambda y: jnp.trace(jax.hessian(f)(y))
 
 
+def _derivative(f):
+    """The derivative of an elementwise function `f` of an array, elementwise."""
+    return lambda r2: jax.jvp(f, (r2,), (jnp.ones_like(r2),))[1]
+
+
 # Jitted once per (field, shape): repeated eager calls reuse the compiled pair sums.
 @eqx.filter_jit
 def _velocity(field, x):
@@ -140,7 +169,9 @@ def _velocity(field, x):
     v = jnp.zeros_like(x)
     if field.potential is not None:
         v = v - jax.vmap(jax.grad(field.potential))(x).astype(x.dtype)
-    if field.kernel is not None:
+    if field._profile is not None:  # grad W(z) = 2 W'(|z|^2) z
+        v = v - 2 * field._radial_sum(_derivative(field._profile), x, w, moment=True)
+    elif field.kernel is not None:
         v = v - field._pair_sum(jax.grad(field.kernel), x, w)
     return v
 
@@ -151,7 +182,12 @@ def _divergence(field, x):
     div = jnp.zeros(x.shape[:1], x.dtype)
     if field.potential is not None:
         div = div - jax.vmap(_laplacian(field.potential))(x).astype(x.dtype)
-    if field.kernel is not None:
+    if field._profile is not None:  # Laplacian of W(|z|^2) = 2 d W' + 4 |z|^2 W''
+        d1 = _derivative(field._profile)
+        d2 = _derivative(d1)
+        d = x.shape[1]
+        div = div - field._radial_sum(lambda r2: 2 * d * d1(r2) + 4 * r2 * d2(r2), x, w)
+    elif field.kernel is not None:
         div = div - field._pair_sum(_laplacian(field.kernel), x, w)
     return div
 
@@ -162,6 +198,8 @@ def _energy(field, x):
     total = jnp.zeros((), x.dtype)
     if field.potential is not None:
         total = total + w @ jax.vmap(field.potential)(x).astype(x.dtype)
-    if field.kernel is not None:
+    if field._profile is not None:
+        total = total + 0.5 * (w @ field._radial_sum(field._profile, x, w))
+    elif field.kernel is not None:
         total = total + 0.5 * (w @ field._pair_sum(field.kernel, x, w))
     return total

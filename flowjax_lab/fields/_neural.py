@@ -29,10 +29,6 @@ def _with_time(t, x):
     return jnp.concatenate([x, jnp.full((x.shape[0], 1), t, x.dtype)], axis=1)
 
 
-def _dtype(dtype):
-    return jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
-
-
 class MLPField(eqx.Module):
     """The field ``v(t, x_i) = MLP([x_i, t])`` on a cloud `(n, dim)`.
 
@@ -52,7 +48,7 @@ class MLPField(eqx.Module):
         self.dim = _checks.positive_int(dim, "dim")
         mlp = eqx.nn.MLP(dim + 1, dim, _checks.positive_int(width, "width"),
                          _checks.positive_int(depth, "depth", minimum=0), activation=activation,
-                         key=_checks.key(key), dtype=_dtype(dtype))
+                         key=_checks.key(key), dtype=_checks.float_dtype(dtype))
         if zero_last:
             mlp = eqx.tree_at(lambda m: (m.layers[-1].weight, m.layers[-1].bias), mlp,
                               replace_fn=jnp.zeros_like)
@@ -97,7 +93,7 @@ class Potential(eqx.Module):
         m = _checks.positive_int(width, "width")
         layers = _checks.positive_int(layers, "layers", minimum=2)
         r = min(_checks.positive_int(rank, "rank"), dim + 1)
-        dtype = _dtype(dtype)
+        dtype = _checks.float_dtype(dtype)
         k0, kb0, kk, kbk, ka = jax.random.split(_checks.key(key), 5)
         uniform = lambda k, shape, bound: jax.random.uniform(k, shape, dtype, -bound, bound)
         self.K0 = uniform(k0, (m, dim + 1), 1 / math.sqrt(dim + 1))

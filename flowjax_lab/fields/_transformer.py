@@ -24,7 +24,7 @@ def residual_transformer(field, x0, layers: int, *, t0=0.0, t1=1.0, args=None,
     """
     x0 = _checks.particles(x0, "x0")
     layers = _checks.positive_int(layers, "layers")
-    _checks.time_interval(t0, t1)
+    t0, t1 = _checks.time_interval(t0, t1)
     if normalize is None:
         normalize = bool(getattr(field, "sphere", False))
     return _layers(field, x0, layers, jnp.asarray(t0, x0.dtype), jnp.asarray(t1, x0.dtype), args,

@@ -7,6 +7,7 @@ from ._kernels import (
     LogKernel as LogKernel,
     PowerLawKernel as PowerLawKernel,
     QuadraticPotential as QuadraticPotential,
+    RadialKernel as RadialKernel,
     RieszKernel as RieszKernel,
 )
 from ._langevin import langevin as langevin

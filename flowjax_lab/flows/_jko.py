@@ -24,7 +24,7 @@ def _check_energy(energy, x) -> None:
 
 def _prepare(energy, x, tau, weights, name):
     x = _checks.particles(x, name)
-    _checks.positive(tau, "tau")
+    tau = _checks.positive(tau, "tau")
     _check_energy(energy, x)
     n = x.shape[0]
     w = (jnp.full((n,), 1 / n, x.dtype) if weights is None

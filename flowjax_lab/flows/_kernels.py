@@ -2,8 +2,11 @@
 
 Every kernel is even (``W(-z) = W(z)``) and maps a difference `(d,)` to a scalar; every
 potential maps a particle `(d,)` to a scalar. They are equinox modules, so their parameters are
-pytree leaves that ``jax.grad`` reaches.
+pytree leaves that ``jax.grad`` reaches. The kernels here are functions of the squared distance
+(`RadialKernel`): ``Interaction`` evaluates their pair sums on whole blocks of squared distances.
 """
+
+import abc
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -11,13 +14,24 @@ import jax.numpy as jnp
 from .. import _checks
 
 
-def _norm(z):
-    # The plain Euclidean norm: its gradient at z = 0 is NaN, which is what a collision under a
-    # singular kernel should produce (the self pair never reaches it).
-    return jnp.sqrt(jnp.sum(z**2))
+class RadialKernel(eqx.Module):
+    """A kernel of the squared distance, ``W(z) = of_squared_distance(|z|^2)``.
+
+    Subclasses define `of_squared_distance(r2)`, applied elementwise to an array of squared
+    distances (any shape). ``fields.Interaction`` recognises the type and evaluates the energy,
+    velocity (from ``W'(r2)``) and divergence (from ``W'``, ``W''``) on blocks of squared
+    distances instead of differentiating `__call__` once per pair.
+    """
+
+    @abc.abstractmethod
+    def of_squared_distance(self, r2):
+        """``W`` as a function of ``r2 = |z|^2``, elementwise."""
+
+    def __call__(self, z):
+        return self.of_squared_distance(jnp.sum(z**2))
 
 
-class GaussianKernel(eqx.Module):
+class GaussianKernel(RadialKernel):
     """``W(z) = strength * exp(-|z|^2 / (2 scale^2))``: repulsive for strength > 0."""
 
     scale: float = 1.0
@@ -26,22 +40,22 @@ class GaussianKernel(eqx.Module):
     def __check_init__(self):
         _checks.positive(self.scale, "scale")
 
-    def __call__(self, z):
-        return self.strength * jnp.exp(-jnp.sum(z**2) / (2 * self.scale**2))
+    def of_squared_distance(self, r2):
+        return self.strength * jnp.exp(-r2 / (2 * self.scale**2))
 
 
-class LogKernel(eqx.Module):
+class LogKernel(RadialKernel):
     """``W(z) = -strength * log|z|`` (2-D Coulomb): repulsive for strength > 0, singular at 0."""
 
     strength: float = 1.0
 
-    def __call__(self, z):
-        return -self.strength * 0.5 * jnp.log(jnp.sum(z**2))
+    def of_squared_distance(self, r2):
+        return -self.strength * 0.5 * jnp.log(r2)
 
 
-class RieszKernel(eqx.Module):
+class RieszKernel(RadialKernel):
     """``W(z) = strength * |z|^(-s) / s`` with s > 0 (s = d - 2 is Coulomb in d >= 3); repulsive
-    for strength > 0, singular at 0."""
+    for strength > 0, singular at 0 (two particles that collide get a NaN velocity)."""
 
     s: float = 1.0
     strength: float = 1.0
@@ -49,11 +63,11 @@ class RieszKernel(eqx.Module):
     def __check_init__(self):
         _checks.positive(self.s, "s")
 
-    def __call__(self, z):
-        return self.strength * _norm(z) ** (-self.s) / self.s
+    def of_squared_distance(self, r2):
+        return self.strength * r2 ** (-self.s / 2) / self.s
 
 
-class PowerLawKernel(eqx.Module):
+class PowerLawKernel(RadialKernel):
     """Attraction-repulsion ``W(z) = |z|^a / a - |z|^b / b`` with a > b (``|z|^0 / 0`` read as
     ``log|z|``): attractive at long range, repulsive at short range. b <= 0 is singular at 0.
     Aggregation equations (Carrillo et al.) use e.g. a = 2, b = 0.5 or b = 0."""
@@ -71,10 +85,9 @@ class PowerLawKernel(eqx.Module):
     def _power(r2, p):
         if p == 0:
             return 0.5 * jnp.log(r2)
-        return jnp.sqrt(r2) ** p / p
+        return r2 ** (p / 2) / p
 
-    def __call__(self, z):
-        r2 = jnp.sum(z**2)
+    def of_squared_distance(self, r2):
         return self._power(r2, self.a) - self._power(r2, self.b)
 
 

@@ -29,7 +29,7 @@ def langevin(x0, key, *, potential=None, kernel=None, temperature=1.0, t0=0.0, t
     **Returns:** a [`Trajectory`][].
     """
     x0 = _checks.particles(x0, "x0")
-    _checks.positive(temperature, "temperature", allow_zero=True)
+    temperature = _checks.positive(temperature, "temperature", allow_zero=True)
     drift = Interaction(kernel, potential, weights=weights, chunk_size=chunk_size)
     drift.check(x0)
     noise = jnp.sqrt(2 * jnp.asarray(temperature, x0.dtype))

@@ -35,8 +35,8 @@ class DepthControl(eqx.Module):
         d = _checks.positive_int(d, "d")
         layers = _checks.positive_int(layers, "layers")
         k = d if k is None else _checks.positive_int(k, "k")
-        _checks.positive(scale, "scale")
-        dtype = jnp.result_type(float) if dtype is None else dtype
+        scale = _checks.positive(scale, "scale")
+        dtype = _checks.float_dtype(dtype)
         kq, kk, kv = jax.random.split(_checks.key(key), 3)
         return cls(scale * jax.random.normal(kq, (layers, k, d), dtype),
                    scale * jax.random.normal(kk, (layers, k, d), dtype),

@@ -170,7 +170,7 @@ def transport_game(dim: int = 2, *, dtype=None, **options) -> MeanFieldGame:
     """Dynamic OT from a mixture of 8 Gaussians (centres ``4 (cos, sin)`` in the first two
     coordinates, variance 0.3) to N(0, 0.3 I_d): PNAS 2020, weights (2, 1, 5, 3, 3), 2 steps."""
     dim = _checks.positive_int(dim, "dim", minimum=2)
-    dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
+    dtype = _checks.float_dtype(dtype)
     angle = 2 * jnp.pi * jnp.arange(8, dtype=dtype) / 8
     centres = jnp.zeros((8, dim), dtype).at[:, 0].set(4 * jnp.cos(angle))
     centres = centres.at[:, 1].set(4 * jnp.sin(angle))
@@ -182,7 +182,7 @@ def crowd_game(dim: int = 2, *, dtype=None, **options) -> MeanFieldGame:
     """Crowd motion from N((0, 3), 0.3 I) to N((0, -3), 0.3 I) around the obstacle
     ``Q = 50 N(x_{1:2}; 0, diag(1, 0.5))``: PNAS 2020, weights (1, 1, 5, 20, 1), 4 steps."""
     dim = _checks.positive_int(dim, "dim", minimum=2)
-    dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
+    dtype = _checks.float_dtype(dtype)
     start = jnp.zeros((1, dim), dtype).at[0, 1].set(3.0)
     end = jnp.zeros(dim, dtype).at[1].set(-3.0)
     options = {"weights": (1.0, 1.0, 5.0, 20.0, 1.0), "steps": 4, "obstacle_height": 50.0,

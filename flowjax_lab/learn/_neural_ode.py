@@ -9,7 +9,6 @@ cannot become linearly separable; one extra dimension removes the obstruction.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from .. import _checks
@@ -20,19 +19,14 @@ from ..fields._neural import MLPField
 
 
 def _labels(labels, n: int, classes: int):
-    """Integer labels of shape ``(n,)`` in ``[0, classes)`` (checked eagerly when concrete)."""
+    """Integer labels of shape ``(n,)`` in ``[0, classes)``."""
     labels = jnp.asarray(labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"`labels` must be integers, got dtype {labels.dtype}.")
     if labels.shape != (n,):
         raise ValueError(f"`labels` must have shape ({n},), got {tuple(labels.shape)}.")
-    if not _checks.is_traced(labels):
-        low, high = int(np.min(labels)), int(np.max(labels))
-        if low < 0 or high >= classes:
-            raise ValueError(
-                f"`labels` must lie in [0, {classes}), got values in [{low}, {high}]."
-            )
-    return labels
+    return _checks.fail_if(labels, lambda y: jnp.any((y < 0) | (y >= classes)),
+                           f"`labels` must lie in [0, {classes}).")
 
 
 class NeuralODEClassifier(eqx.Module):
@@ -65,7 +59,7 @@ class NeuralODEClassifier(eqx.Module):
         width_total = dim + self.augment
         self.field = MLPField(width_total, width=width, depth=depth, key=k_field, dtype=dtype)
         self.head = eqx.nn.Linear(width_total, classes, key=k_head,
-                                  dtype=jnp.dtype(dtype) if dtype else None)
+                                  dtype=_checks.float_dtype(dtype))
 
     @property
     def classes(self) -> int:

@@ -115,7 +115,9 @@ class OTFlowLoss(eqx.Module):
     def __init__(self, sampler, *, transport: float = 1.0, likelihood: float = 10.0,
                  hjb: float = 5.0):
         if not callable(sampler):
-            raise TypeError(f"`sampler` must be callable as sampler(key), got {type(sampler)}.")
+            got = (f"an array of shape {tuple(sampler.shape)}" if hasattr(sampler, "shape")
+                   else type(sampler).__name__)
+            raise TypeError(f"`sampler` must be callable as sampler(key), got {got}.")
         self.sampler = sampler
         self.transport = np.asarray(_checks.positive(transport, "transport", allow_zero=True),
                                     float)

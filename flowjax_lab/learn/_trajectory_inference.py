@@ -24,7 +24,7 @@ class GradientPotential(eqx.Module):
 
     def __init__(self, dim: int, *, width: int = 32, depth: int = 2, key: Key, dtype=None):
         self.dim = _checks.positive_int(dim, "dim")
-        dtype = jnp.result_type(float) if dtype is None else dtype
+        dtype = _checks.float_dtype(dtype)
         self.mlp = eqx.nn.MLP(dim, "scalar", _checks.positive_int(width, "width"),
                               _checks.positive_int(depth, "depth", minimum=0),
                               activation=jnp.tanh, key=_checks.key(key), dtype=dtype)
@@ -62,13 +62,11 @@ class SnapshotLoss(eqx.Module):
             raise ValueError("`snapshots` must have shape (K, n, d) with K >= 2 snapshots, got "
                              f"{tuple(snapshots.shape)}.")
         self.snapshots = _checks.check_finite(snapshots, "snapshots")
-        times = _checks.as_float_array(times, "times").astype(snapshots.dtype)
+        times = _checks.as_float_array(times, "times")
         if times.shape != snapshots.shape[:1]:
             raise ValueError(f"`times` must have shape ({snapshots.shape[0]},), one per "
                              f"snapshot, got {tuple(times.shape)}.")
-        if not _checks.is_traced(times) and not bool(jnp.all(jnp.diff(times) > 0)):
-            raise ValueError("`times` must be strictly increasing.")
-        self.times = times
+        self.times = _checks.times(times, "times", dtype=snapshots.dtype, strictly=True)
         n = snapshots.shape[1]
         self.batch = None if batch is None else min(_checks.positive_int(batch, "batch"), n)
         _checks.positive(epsilon, "epsilon")
@@ -77,8 +75,8 @@ class SnapshotLoss(eqx.Module):
 
     def __call__(self, model, key) -> Scalar:
         n = self.snapshots.shape[1]
-        total = jnp.zeros((), self.snapshots.dtype)
-        for k in range(self.snapshots.shape[0] - 1):
+
+        def transition(total, k):  # one compiled transition, scanned over the K - 1 of them
             keys = jax.random.split(jax.random.fold_in(key, k))
             x, y = self.snapshots[k], self.snapshots[k + 1]
             if self.batch is not None:
@@ -86,8 +84,10 @@ class SnapshotLoss(eqx.Module):
                 y = y[jax.random.choice(keys[1], n, (self.batch,), replace=False)]
             pushed = simulate(model, x, t0=self.times[k], t1=self.times[k + 1],
                               steps=self.steps, solver="heun").x1
-            total = total + sinkhorn_divergence(pushed, y, epsilon=self.epsilon)
-        return total
+            return total + sinkhorn_divergence(pushed, y, epsilon=self.epsilon), None
+
+        start = jnp.zeros((), self.snapshots.dtype)
+        return jax.lax.scan(transition, start, jnp.arange(self.snapshots.shape[0] - 1))[0]
 
 
 def velocity_error(field, reference, x) -> Scalar:

@@ -17,7 +17,6 @@ finite time. For ``V_h = I`` it is solved in closed form: ``d(S^{-1})/dt = -(M +
 import diffrax as dfx
 import equinox as eqx
 import jax.numpy as jnp
-import numpy as np
 
 from .. import _checks
 from .._status import from_diffrax, raise_if_failed
@@ -60,17 +59,6 @@ def _heads(Q, K, V, d: int | None = None):
     return Q, K, V
 
 
-def _times(ts, dtype):
-    ts = jnp.asarray(ts, dtype)
-    if ts.ndim != 1 or ts.shape[0] == 0:
-        raise ValueError(f"`ts` must be a 1-D array of times, got shape {tuple(ts.shape)}.")
-    if not _checks.is_traced(ts):
-        t = np.asarray(ts)
-        if not np.all(np.isfinite(t)) or t.min() < 0 or np.any(np.diff(t) < 0):
-            raise ValueError("`ts` must be finite, non-negative and increasing.")
-    return ts
-
-
 def attention_velocity_matrix(cov, Q, K, V) -> Matrix:
     """The matrix ``A = sum_h V_h cov K_h^T Q_h`` of the mean-field field ``v(x) = A x`` of
     softmax attention on N(0, cov), shape `(d, d)`."""
@@ -98,7 +86,7 @@ def attention_covariance(cov0, Q, K, V, ts, *, rtol=1e-8, atol=1e-8, threshold=1
     cov0 = _checks.covariance(cov0, "cov0")
     Q, K, V = _heads(Q, K, V, cov0.shape[0])
     Q, K, V = (a.astype(cov0.dtype) for a in (Q, K, V))
-    ts = _times(ts, cov0.dtype)
+    ts = _checks.times(ts, dtype=cov0.dtype, nonnegative=True)
     _checks.positive(threshold, "threshold")
     return _solve(cov0, Q, K, V, ts, rtol, atol, threshold,
                   _checks.positive_int(max_steps, "max_steps"))
@@ -146,7 +134,7 @@ def attention_covariance_identity(cov0, Q, K, ts) -> AttentionCovariance:
     K = _checks.as_float_array(K, "K").astype(cov0.dtype)
     Q, K, _ = _heads(Q, K, jnp.broadcast_to(jnp.eye(d, dtype=cov0.dtype),
                                             Q.shape[:-2] + (d, d)), d)
-    ts = _times(ts, cov0.dtype)
+    ts = _checks.times(ts, dtype=cov0.dtype, nonnegative=True)
     m = jnp.einsum("hkd,hke->de", K, Q)
     b = m + m.T
     chol = jnp.linalg.cholesky(cov0)  # L^T B L has the eigenvalues of S0^(1/2) B S0^(1/2)

@@ -71,8 +71,7 @@ def gaussian_mixture_score(x, means, covs, weights) -> Particles:
     covs = _checks.as_float_array(covs, "covs").astype(x.dtype)
     if covs.shape != (k, d, d):
         raise ValueError(f"`covs` must have shape ({k}, {d}, {d}), got {tuple(covs.shape)}.")
-    for i in range(k):
-        _checks.covariance(covs[i], f"covs[{i}]")
+    covs = jnp.stack([_checks.covariance(covs[i], f"covs[{i}]") for i in range(k)])
     weights = _checks.weights(weights, k, "weights", dtype=x.dtype)
 
     def component(mean, cov):
@@ -166,19 +165,12 @@ def diffusion_sampler_covariance(cov0, cov_start, ts, alpha, sigma, *, sampler: 
     d = cov0.shape[0]
     cov_start = _checks.covariance(cov_start, "cov_start", dim=d,
                                    semidefinite=True).astype(cov0.dtype)
-    ts = _checks.as_float_array(ts, "ts").astype(cov0.dtype)
-    if ts.ndim != 1 or ts.shape[0] < 2:
-        raise ValueError(f"`ts` must be a 1-D array of at least 2 times, got shape "
-                         f"{tuple(ts.shape)}.")
-    if not _checks.is_traced(ts) and not np.all(np.diff(np.asarray(ts)) < 0):
-        raise ValueError("`ts` must be strictly decreasing (from noise to data).")
+    ts = _checks.times(ts, dtype=cov0.dtype, min_length=2, decreasing=True, strictly=True)
     for fn, name in ((alpha, "alpha"), (sigma, "sigma")):
         if not callable(fn):
             raise TypeError(f"`{name}` must be a callable of the times, got "
                             f"{type(fn).__name__}.")
-    _checks.positive(eta, "eta", allow_zero=True)
-    if not _checks.is_traced(eta) and eta > 1:
-        raise ValueError(f"`eta` must lie in [0, 1], got {eta!r}.")
+    eta = _checks.unit_interval(eta, "eta")
     # Padded to a fixed length with repeats of the last time, the padded steps masked to the
     # identity: every grid of up to 512 steps shares one compilation.
     steps = ts.shape[0] - 1

@@ -51,14 +51,11 @@ _DETERMINISTIC = ("probability_flow_euler", "probability_flow_heun", "heun_edm",
 
 def _check_grid(ts, dtype):
     """`ts` `(K + 1,)` strictly decreasing and concrete, as a NumPy array."""
-    ts = _checks.as_float_array(ts, "ts")
-    if ts.ndim != 1 or ts.shape[0] < 2:
-        raise ValueError(f"`ts` must be a 1-D array of at least 2 times, got shape "
-                         f"{tuple(ts.shape)}.")
-    ts = np.asarray(ts, dtype)
-    if not np.all(np.diff(ts) < 0):
-        raise ValueError("`ts` must be strictly decreasing (from noise to data).")
-    return ts
+    if _checks.is_traced(ts):
+        raise TypeError("`ts` must be concrete (a NumPy or JAX array outside `jit`): the grid "
+                        "is read with NumPy.")
+    return np.asarray(_checks.times(ts, dtype=dtype, min_length=2, decreasing=True,
+                                     strictly=True))
 
 
 def _mean_forcing(c, ts, alpha, sigma):
@@ -117,7 +114,8 @@ def diffusion_sampler_law(mean_model, cov_model, mean_start, cov_start, ts, alph
 
     **Arguments:** `mean_model` `(d,)`, `cov_model` `(d, d)` positive semi-definite: the Gaussian
     whose score the sampler uses; `mean_start` `(d,)`, `cov_start` `(d, d)`: the law at ``ts[0]``;
-    `ts` `(K + 1,)` strictly decreasing; `alpha`, `sigma` callables of an array of times;
+    `ts` `(K + 1,)` strictly decreasing and concrete (not traced: the grid is padded with NumPy,
+    so this function is not `jit`-able in `ts`); `alpha`, `sigma` callables of an array of times;
     `sampler` one of `DIFFUSION_SAMPLERS`; `eta` DDIM's stochasticity in [0, 1].
 
     **Returns:** `(mean (d,), cov (d, d))` at ``ts[-1]``.
@@ -174,7 +172,8 @@ def diffusion_errors(mean, cov, ts, alpha, sigma, *, sampler: str, n: int, eta=0
     **Arguments:**
     - `mean` `(d,)`, `cov` `(d, d)` positive definite: the data law.
     - `ts` `(K + 1,)` strictly decreasing: the sampler's grid from T = ``ts[0]`` to
-      t_min = ``ts[-1]``, with ``sigma(t_min) > 0`` or ``alpha(t_min) > 0``.
+      t_min = ``ts[-1]``, with ``sigma(t_min) > 0`` or ``alpha(t_min) > 0``; concrete (not
+      traced: the grid is read with NumPy, so this function is not `jit`-able in `ts`).
     - `alpha`, `sigma`: the process's schedules, differentiable callables of an array of times.
     - `sampler`: one of `DIFFUSION_SAMPLERS`; `eta`: DDIM's stochasticity in [0, 1].
     - `n`: the number of samples the score is estimated from.
@@ -187,7 +186,7 @@ def diffusion_errors(mean, cov, ts, alpha, sigma, *, sampler: str, n: int, eta=0
     mean = _checks.vector(mean, "mean", dim=d).astype(cov.dtype)
     sampler = _checks.choice(sampler, DIFFUSION_SAMPLERS, "sampler")
     n = _checks.positive_int(n, "n")
-    _checks.positive(_checks.scalar(prior_std, "prior_std"), "prior_std")
+    prior_std = _checks.positive(_checks.scalar(prior_std, "prior_std"), "prior_std")
     grid = _check_grid(ts, cov.dtype)
     eye = jnp.eye(d, dtype=cov.dtype)
     t_max, t_min = jnp.asarray(grid[0]), jnp.asarray(grid[-1])

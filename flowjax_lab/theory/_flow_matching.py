@@ -23,6 +23,13 @@ def flow_matching_gaussian(cov0, cov1, t) -> tuple[Matrix, Matrix]:
     cov0 = _checks.covariance(cov0, "cov0")
     cov1 = _checks.covariance(cov1, "cov1", dim=cov0.shape[0]).astype(cov0.dtype)
     t = _checks.unit_interval(jnp.asarray(_checks.scalar(t, "t"), cov0.dtype))
+    return gaussian_velocity(cov0, cov1, t)
+
+
+def gaussian_velocity(cov0, cov1, t) -> tuple[Matrix, Matrix]:
+    """`(cov_t, A_t)` of [`flow_matching_gaussian`][] without checks: the kernel that fields and
+    solvers call on every evaluation. Any real `t` gives the formula's value (`cov_t` stays
+    positive definite), outside [0, 1] its analytic extension."""
     cov_t = (1 - t) ** 2 * cov0 + t**2 * cov1
     cross = t * cov1 - (1 - t) * cov0  # Cov(X1 - X0, X_t)
     a_t = jnp.linalg.solve(cov_t, cross.T).T  # cross @ cov_t^{-1}, cov_t symmetric
@@ -40,8 +47,8 @@ def flow_matching_map(cov0, cov1, t=1.0, *, rtol=1e-8, atol=1e-8) -> Matrix:
     d = cov0.shape[0]
     cov1 = _checks.covariance(cov1, "cov1", dim=d).astype(cov0.dtype)
     t = _checks.unit_interval(jnp.asarray(_checks.scalar(t, "t"), cov0.dtype))
-    _checks.positive(rtol, "rtol")
-    _checks.positive(atol, "atol")
+    rtol = _checks.positive(rtol, "rtol")
+    atol = _checks.positive(atol, "atol")
     # A module-level field with the covariances as `args` (not a closure over them): diffrax's
     # jitted solve is then compiled once per shape, not once per call.
     sol = dfx.diffeqsolve(
@@ -57,4 +64,4 @@ def flow_matching_map(cov0, cov1, t=1.0, *, rtol=1e-8, atol=1e-8) -> Matrix:
 
 def _map_velocity(s, phi, covs):
     """``dPhi/ds = A_s Phi``."""
-    return flow_matching_gaussian(*covs, s)[1] @ phi
+    return gaussian_velocity(*covs, s)[1] @ phi

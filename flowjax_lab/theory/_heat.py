@@ -14,7 +14,7 @@ def heat_covariance(cov0, t, diffusivity=1.0) -> Matrix:
     Shape `(d, d)`.
     """
     cov0 = _checks.covariance(cov0, "cov0", semidefinite=True)
-    _checks.positive(t, "t", allow_zero=True)
-    _checks.positive(diffusivity, "diffusivity", allow_zero=True)
+    t = _checks.positive(t, "t", allow_zero=True)
+    diffusivity = _checks.positive(diffusivity, "diffusivity", allow_zero=True)
     eye = jnp.eye(cov0.shape[0], dtype=cov0.dtype)
     return cov0 + 2 * jnp.asarray(diffusivity, cov0.dtype) * jnp.asarray(t, cov0.dtype) * eye

@@ -42,13 +42,9 @@ def linear_network_covariance(cov0, Szz, Syz, ts, *, rtol=1e-8, atol=1e-8) -> Ar
     Syz = _checks.check_finite(Syz, "Syz")
     dim = d_in + Syz.shape[0]
     cov0 = _checks.covariance(cov0, "cov0", dim=dim, semidefinite=True).astype(Szz.dtype)
-    ts = _checks.as_float_array(ts, "ts").astype(Szz.dtype)
-    if ts.ndim != 1 or ts.shape[0] == 0:
-        raise ValueError(f"`ts` must be a non-empty 1-D array of times, got {tuple(ts.shape)}.")
-    if not _checks.is_traced(ts) and bool(jnp.any(jnp.diff(ts) < 0)):
-        raise ValueError("`ts` must be increasing.")
-    _checks.positive(rtol, "rtol")
-    _checks.positive(atol, "atol")
+    ts = _checks.times(ts, dtype=Szz.dtype)
+    rtol = _checks.positive(rtol, "rtol")
+    atol = _checks.positive(atol, "atol")
     sigmas, status = _solve(cov0, Szz, Syz, ts, rtol, atol)
     return raise_if_failed(sigmas, status, "theory.linear_network_covariance")
 

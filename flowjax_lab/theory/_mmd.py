@@ -30,7 +30,7 @@ def gaussian_mmd_squared(mean0, cov0, mean1, cov1, bandwidth=1.0) -> Scalar:
     for m, name in ((mean0, "mean0"), (mean1, "mean1")):
         if m.shape != (d,):
             raise ValueError(f"`{name}` must have shape ({d},), got {tuple(m.shape)}.")
-    _checks.positive(bandwidth, "bandwidth")
+    bandwidth = _checks.positive(bandwidth, "bandwidth")
     h = jnp.asarray(bandwidth, cov0.dtype)
     zero = jnp.zeros(d, cov0.dtype)
     return (_mean_kernel(zero, 2 * cov0, h) + _mean_kernel(zero, 2 * cov1, h)
