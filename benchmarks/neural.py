@@ -4,7 +4,7 @@
    RK4 steps, backprop through the solver) with the exact divergence (d JVPs per evaluation) vs
    Hutchinson's estimator (one JVP), over the dimension d. Baseline: exact.
 2. OT-Flow's Laplacian of the potential network: the structured exact trace
-   (``Potential.gradient_and_laplacian``, which also returns the gradient and d/dt) vs dense
+   (``OTFlowPotential.gradient_and_laplacian``, which also returns the gradient and d/dt) vs dense
    autodiff (``jacfwd(grad)`` per particle, ``fields.autodiff_laplacian``), alone and with the
    gradient of its mean with respect to the network parameters (what a training step needs).
    Baseline: structured.
@@ -53,7 +53,7 @@ def _trace_rows(quick, repeats):
         group = f"OT-Flow Laplacian d={d}"
         sizes = {"n": n, "d": d, "width": width, "layers": 2}
         key = jax.random.key(d)
-        phi = fl.fields.Potential(d, width=width, key=key, dtype=jnp.float32)
+        phi = fl.fields.OTFlowPotential(d, width=width, key=key, dtype=jnp.float32)
         x = jax.random.normal(jax.random.fold_in(key, 1), (n, d), jnp.float32)
         methods = {"structured exact": lambda p, x: p.gradient_and_laplacian(0.5, x)[2],
                    "autodiff jacfwd(grad)": lambda p, x: fl.fields.autodiff_laplacian(p, 0.5, x)}

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _checks
+from ._deprecated import aliases
 from ._types import Array, Particles, Scalar
 
 
@@ -59,7 +60,7 @@ def cluster_count(x, threshold=0.99) -> Array:
     return jnp.sum(labels == jnp.arange(labels.shape[0]))
 
 
-def interaction_energy(x, beta) -> Scalar:
+def attention_energy(x, beta) -> Scalar:
     """``E_beta(x) = 1 / (2 beta n^2) sum_{i,j} exp(beta <x_i, x_j>)`` for tokens `(n, d)` (on
     the unit sphere for its meaning; not checked). The attention dynamics on the sphere with
     ``Q = beta I, K = V = I`` and "mean" normalisation is ``dx_i/dt = n grad_{x_i} E_beta``
@@ -75,3 +76,6 @@ def on_sphere(x: Particles) -> Particles:
     """`x` `(n, d)` with every row scaled to unit norm."""
     x = _checks.particles(x, "x")
     return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+
+
+__getattr__ = aliases(globals(), {"interaction_energy": "attention_energy"})

@@ -61,7 +61,7 @@ CASES = [
     (lambda: fl.clustering.clustered_fraction(X, threshold=1.5), ValueError,
      r"`threshold` must be a cosine"),
     (lambda: fl.clustering.cluster_count(jnp.ones(3)), ValueError, r"`x`.*\(n, d\)"),
-    (lambda: fl.clustering.interaction_energy(X, -1.0), ValueError, r"`beta` must be > 0"),
+    (lambda: fl.clustering.attention_energy(X, -1.0), ValueError, r"`beta` must be > 0"),
 ]
 
 

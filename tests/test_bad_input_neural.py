@@ -20,12 +20,12 @@ def _classifier():
 CASES = [
     ("MLPField dim 0", lambda: fl.fields.MLPField(0, key=KEY), ValueError, "dim"),
     ("MLPField no key", lambda: fl.fields.MLPField(2, key=None), TypeError, "key"),
-    ("Potential one layer", lambda: fl.fields.Potential(2, layers=1, key=KEY), ValueError,
+    ("OTFlowPotential one layer", lambda: fl.fields.OTFlowPotential(2, layers=1, key=KEY), ValueError,
      "layers"),
-    ("Potential wrong dimension", lambda: fl.fields.Potential(2, key=KEY).value(0.0, X3),
+    ("OTFlowPotential wrong dimension", lambda: fl.fields.OTFlowPotential(2, key=KEY).value(0.0, X3),
      ValueError, r"shape \(n, 2\)"),
     ("autodiff_laplacian wrong dimension",
-     lambda: fl.fields.autodiff_laplacian(fl.fields.Potential(2, key=KEY), 0.0, X3),
+     lambda: fl.fields.autodiff_laplacian(fl.fields.OTFlowPotential(2, key=KEY), 0.0, X3),
      ValueError, r"shape \(n, 2\)"),
     ("classifier one class", lambda: fl.learn.NeuralODEClassifier(2, 1, key=KEY), ValueError,
      "classes"),
@@ -84,7 +84,7 @@ CASES = [
     ("MFG mean1 wrong shape", lambda: fl.learn.MeanFieldGame(X2, 0.3, jnp.zeros(3), 0.3),
      ValueError, "mean1"),
     ("MFG potential of another dimension",
-     lambda: fl.learn.transport_game(2).characteristics(fl.fields.Potential(3, key=KEY), X2),
+     lambda: fl.learn.transport_game(2).characteristics(fl.fields.OTFlowPotential(3, key=KEY), X2),
      ValueError, "dimension"),
 ]
 

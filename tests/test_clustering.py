@@ -38,11 +38,11 @@ def test_sphere_dynamics_is_n_times_the_energy_gradient_and_increases_it(getkey)
     x = fl.clustering.on_sphere(jax.random.normal(getkey(), (n, d)))
     field = Attention(beta * jnp.eye(d), jnp.eye(d), jnp.eye(d), normalization="mean",
                       sphere=True)
-    grad = jax.grad(lambda y: fl.clustering.interaction_energy(y, beta))(x)
+    grad = jax.grad(lambda y: fl.clustering.attention_energy(y, beta))(x)
     tangent = grad - jnp.sum(grad * x, axis=1, keepdims=True) * x
     np.testing.assert_allclose(field(0.0, x), n * tangent, rtol=1e-12, atol=1e-14)
     xs = fl.simulate(field, x, t1=4.0, saveat=9, rtol=1e-8, atol=1e-8).xs
-    energy = jax.vmap(lambda y: fl.clustering.interaction_energy(y, beta))(xs)
+    energy = jax.vmap(lambda y: fl.clustering.attention_energy(y, beta))(xs)
     assert bool(jnp.all(jnp.diff(energy) > 0)), energy
     assert float(fl.clustering.clustered_fraction(xs[-1])) > float(
         fl.clustering.clustered_fraction(xs[0]))

@@ -23,7 +23,7 @@ def test_initial_density_and_obstacle_integrate_correctly():
 
 
 def _constant_potential(dim, key):
-    phi = fl.fields.Potential(dim, width=4, key=key, dtype=jnp.float64)
+    phi = fl.fields.OTFlowPotential(dim, width=4, key=key, dtype=jnp.float64)
     return eqx.tree_at(lambda p: (p.w, p.A, p.c), phi, replace_fn=jnp.zeros_like)
 
 

@@ -11,7 +11,7 @@ from flowjax_lab.learn._otflow import _Augmented
 
 @pytest.mark.parametrize(("dim", "layers", "rank"), [(2, 2, 10), (3, 3, 2), (5, 2, 3)])
 def test_potential_derivatives_match_autodiff(getkey, dim, layers, rank):
-    phi = fl.fields.Potential(dim, width=6, layers=layers, rank=rank, key=getkey())
+    phi = fl.fields.OTFlowPotential(dim, width=6, layers=layers, rank=rank, key=getkey())
     x = jax.random.normal(getkey(), (7, dim), jnp.float64)
     t = 0.37
     grad, dt, lap = phi.gradient_and_laplacian(t, x)
@@ -23,7 +23,7 @@ def test_potential_derivatives_match_autodiff(getkey, dim, layers, rank):
 
 
 def test_hjb_channel_is_the_pointwise_residual(getkey):
-    phi = fl.fields.Potential(2, width=6, key=getkey())
+    phi = fl.fields.OTFlowPotential(2, width=6, key=getkey())
     x = jax.random.normal(getkey(), (5, 2), jnp.float64)
     y = jnp.concatenate([x, jnp.zeros((5, 3))], axis=1)
     out = _Augmented(phi)(0.2, y)

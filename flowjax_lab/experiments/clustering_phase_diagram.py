@@ -113,7 +113,7 @@ def run(config: Config, key) -> Result:
     traj = simulate(Attention(beta * eye, eye, eye, sphere=True), x0, t1=config.metastable_t1,
                     saveat=log_ts, rtol=1e-6, atol=1e-6, max_steps=100_000)
     counts = np.asarray(_measured(lambda y: clustering.cluster_count(y, 0.999), traj.xs, -1))
-    energy = np.asarray(_measured(lambda y: clustering.interaction_energy(y, beta), traj.xs,
+    energy = np.asarray(_measured(lambda y: clustering.attention_energy(y, beta), traj.xs,
                                   jnp.nan), np.float64)
     few = config.n // 4
     span = _multicluster_span(np.asarray(log_ts), counts, few)

@@ -33,7 +33,7 @@ import scipy.optimize
 
 from .. import metrics
 from .._plotting import figure, paths
-from ..fields import Potential
+from ..fields import OTFlowPotential
 from ..learn import MeanFieldGame, fit, transport_game
 from ._config import validate
 from ._registry import register
@@ -86,7 +86,7 @@ def solve_game(game: MeanFieldGame, config, key, checkpoint=None):
     recorded every `config.eval_every` steps. `checkpoint`: a folder to save (and resume) the
     training in."""
     k_init, k_fit, k_eval = jax.random.split(key, 3)
-    untrained = Potential(game.dim, width=config.width, key=k_init)
+    untrained = OTFlowPotential(game.dim, width=config.width, key=k_init)
     x_eval = game.sample_initial(k_eval, config.n_eval)
 
     @eqx.filter_jit

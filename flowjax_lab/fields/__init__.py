@@ -1,5 +1,6 @@
 """Vector fields ``f(t, x, args) -> dx`` on particle clouds `(n, d)`, one family per file."""
 
+from .._deprecated import aliases as _aliases
 from ._attention import (
     Attention as Attention,
     PiecewiseConstant as PiecewiseConstant,
@@ -14,8 +15,10 @@ from ._meanfield import (
 )
 from ._neural import (
     MLPField as MLPField,
-    Potential as Potential,
+    OTFlowPotential as OTFlowPotential,
     autodiff_laplacian as autodiff_laplacian,
 )
 from ._pointwise import Pointwise as Pointwise, pointwise as pointwise
 from ._transformer import residual_transformer as residual_transformer
+
+__getattr__ = _aliases(globals(), {"Potential": "OTFlowPotential"})

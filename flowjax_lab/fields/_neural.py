@@ -1,14 +1,14 @@
 """Learned fields: a time-conditioned MLP, and OT-Flow's potential network with its exact trace.
 
 ``MLPField`` is the velocity ``v(t, x_i) = MLP([x_i, t])`` applied to every particle.
-``Potential`` is the scalar network of OT-Flow (Onken et al., AAAI 2021) and of the neural MFG
+``OTFlowPotential`` is the scalar network of OT-Flow (Onken et al., AAAI 2021) and of the neural MFG
 solver (Ruthotto et al., PNAS 2020),
 
     Phi(s) = w^T N(s) + 1/2 s^T A^T A s + c^T s + b,   s = [x, t],
 
 with ``N`` a residual network ``u_0 = sigma(K_0 s + b_0)``, ``u_i = u_{i-1} + h sigma(K_i u_{i-1}
 + b_i)``, ``h = 1 / (layers - 1)``, and ``sigma(a) = log(2 cosh a)`` (so ``sigma' = tanh``). As a
-field it is the velocity ``-grad_x Phi``. ``Potential.gradient_and_laplacian`` returns
+field it is the velocity ``-grad_x Phi``. ``OTFlowPotential.gradient_and_laplacian`` returns
 ``grad_x Phi``, ``d Phi / dt`` and ``tr(grad_x^2 Phi)`` together from one forward and one backward
 sweep, with the trace accumulated layer by layer in O(n m^2 d), as in OT-Flow's ``trHess``.
 """
@@ -63,7 +63,7 @@ def _sigma(a):
     return jnp.abs(a) + jnp.log1p(jnp.exp(-2 * jnp.abs(a)))
 
 
-class Potential(eqx.Module):
+class OTFlowPotential(eqx.Module):
     """OT-Flow's potential ``Phi(x, t)``; called as a field it is the velocity ``-grad_x Phi``.
 
     **Arguments:**
@@ -168,10 +168,10 @@ class Potential(eqx.Module):
         return -self.gradient_and_laplacian(t, x)[2]
 
 
-def autodiff_laplacian(potential: Potential, t, x) -> Array:
+def autodiff_laplacian(potential: OTFlowPotential, t, x) -> Array:
     """``tr(grad_x^2 Phi)`` by dense autodiff (``jacfwd(grad)`` per particle), shape `(n,)`.
 
-    The reference for ``Potential.gradient_and_laplacian``, and its benchmark peer.
+    The reference for ``OTFlowPotential.gradient_and_laplacian``, and its benchmark peer.
     """
     phi = lambda xi: potential.value(t, xi[None])[0]
     return jax.vmap(lambda xi: jnp.trace(jax.jacfwd(jax.grad(phi))(xi)))(x)

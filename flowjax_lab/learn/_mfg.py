@@ -2,7 +2,7 @@
 (PNAS 2020).
 
 A crowd with initial density rho_0 moves with velocity ``v = -grad Phi / a_1`` given by a value
-network ``Phi(x, t)`` (a [`Potential`][]), minimising
+network ``Phi(x, t)`` (a [`OTFlowPotential`][]), minimising
 
     J = a_1 L + a_2 F + a_3 G + a_4 HJB + a_5 HJB_1,
 
@@ -27,7 +27,7 @@ from .. import _checks
 from .._simulate import simulate
 from .._trajectory import Trajectory
 from .._types import Array, Key, Particles
-from ..fields._neural import Potential
+from ..fields._neural import OTFlowPotential
 
 _LOG_2PI = 1.8378770664093453
 
@@ -118,7 +118,7 @@ class MeanFieldGame(eqx.Module):
         sq = jnp.sum(x[:, :2] ** 2 / var[None], axis=1)
         return self.obstacle_height * jnp.exp(-0.5 * sq) / (2 * jnp.pi * jnp.sqrt(jnp.prod(var)))
 
-    def characteristics(self, potential: Potential, x0, *, steps: int | None = None,
+    def characteristics(self, potential: OTFlowPotential, x0, *, steps: int | None = None,
                         saveat=None) -> Trajectory:
         """The augmented cloud ``[x, l, L, F, R]`` along the characteristics, `(T, n, d + 4)`."""
         x0 = _checks.particles(x0, "x0", dim=self.dim)
@@ -128,7 +128,7 @@ class MeanFieldGame(eqx.Module):
         return simulate(_Characteristics(potential, self), y0, solver="rk4",
                         steps=self.steps if steps is None else steps, saveat=saveat)
 
-    def terms(self, potential: Potential, x0, *, steps: int | None = None) -> dict:
+    def terms(self, potential: OTFlowPotential, x0, *, steps: int | None = None) -> dict:
         """Sample means ``L, F, G, HJB, HJB_1`` (see the module docstring) from ``x0 ~ rho_0``."""
         d, a = self.dim, self.weights
         y1 = self.characteristics(potential, x0, steps=steps).x1
@@ -144,13 +144,13 @@ class MeanFieldGame(eqx.Module):
         names = ("L", "F", "G", "HJB", "HJB_1")
         return sum(w * terms[k] for w, k in zip(self.weights, names, strict=True))
 
-    def __call__(self, potential: Potential, key: Key) -> Array:
+    def __call__(self, potential: OTFlowPotential, key: Key) -> Array:
         """``loss(potential, key)`` for [`fit`][]: J on `batch` fresh samples of rho_0."""
         return self.objective(self.terms(potential, self.sample_initial(key, self.batch)))
 
 
 class _Characteristics(eqx.Module):
-    potential: Potential
+    potential: OTFlowPotential
     game: MeanFieldGame
 
     def __call__(self, t, y, args=None):

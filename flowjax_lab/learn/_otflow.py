@@ -8,7 +8,7 @@ Three quantities ride along as extra state channels of one ``(n, d + 3)`` cloud:
     R' = |-d Phi/dt + 1/2 |grad_x Phi|^2|  (residual of the Hamilton-Jacobi-Bellman equation)
 
 and the loss is ``J = a_L E[L] + a_C E[-log N(z) - l] + a_R E[R]``. The trace is the exact
-structured one of [`Potential.gradient_and_laplacian`][]. Sampling integrates ``-grad Phi``
+structured one of [`OTFlowPotential.gradient_and_laplacian`][]. Sampling integrates ``-grad Phi``
 backward from Gaussian draws.
 """
 
@@ -21,7 +21,7 @@ from .. import _checks
 from .._simulate import simulate
 from .._trajectory import Trajectory
 from .._types import Array, Key, Particles
-from ..fields._neural import Potential
+from ..fields._neural import OTFlowPotential
 from ._cnf import standard_normal_log_prob
 from ._flow_matching import Reversed
 
@@ -29,7 +29,7 @@ from ._flow_matching import Reversed
 class _Augmented(eqx.Module):
     """The OT-Flow dynamics on the augmented cloud ``[x, l, L, R]`` of shape `(n, d + 3)`."""
 
-    potential: Potential
+    potential: OTFlowPotential
 
     def __call__(self, t, y, args=None):
         d = self.potential.dim
@@ -43,12 +43,12 @@ class OTFlow(eqx.Module):
     """OT-Flow: data at t = 0, N(0, I_d) at t = 1, velocity ``-grad_x Phi``.
 
     **Arguments:**
-    - `dim`: dimension d; `width`, `layers`, `rank`: the [`Potential`][] network.
+    - `dim`: dimension d; `width`, `layers`, `rank`: the [`OTFlowPotential`][] network.
     - `steps`: fixed RK4 steps of the training solve (OT-Flow's nt).
     - `key`: PRNG key; `dtype`: parameter dtype.
     """
 
-    potential: Potential
+    potential: OTFlowPotential
     dim: int = eqx.field(static=True)
     steps: int = eqx.field(static=True)
 
@@ -56,7 +56,7 @@ class OTFlow(eqx.Module):
                  steps: int = 4, key: Key, dtype=None):
         self.dim = _checks.positive_int(dim, "dim")
         self.steps = _checks.positive_int(steps, "steps")
-        self.potential = Potential(dim, width=width, layers=layers, rank=rank, key=key,
+        self.potential = OTFlowPotential(dim, width=width, layers=layers, rank=rank, key=key,
                                    dtype=dtype)
 
     @property

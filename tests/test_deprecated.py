@@ -1,0 +1,22 @@
+"""Renamed public names: the old name still works for one release, with a warning naming the
+new one."""
+
+import pytest
+
+import flowjax_lab as fl
+
+RENAMED = [  # (module, old name, new name)
+    (fl.fields, "Potential", "OTFlowPotential"),
+    (fl.clustering, "interaction_energy", "attention_energy"),
+]
+
+
+@pytest.mark.parametrize("module, old, new", RENAMED)
+def test_old_name_warns_and_is_the_new_object(module, old, new):
+    with pytest.warns(DeprecationWarning, match=f"use `{module.__name__}.{new}`"):
+        assert getattr(module, old) is getattr(module, new)
+
+
+def test_unknown_names_still_raise_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'Potentials'"):
+        fl.fields.Potentials  # noqa: B018
