@@ -1,11 +1,22 @@
 """Probability measures on R^d: weighted particle clouds and Gaussians."""
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from . import _checks
 from ._types import Array, Key, Matrix, Particles, Vector, Weights
+
+
+def isotropic_log_prob(x, mean=0.0, variance=1.0) -> Array:
+    """Log-density of N(mean, variance I) at each row of `x` `(n, d)`, shape `(n,)`; `mean` `(d,)`
+    or a scalar. An unchecked kernel for losses and samplers (``Gaussian.log_prob`` is the
+    checked, full-covariance one)."""
+    d = x.shape[1]
+    squares = jnp.sum((x - jnp.atleast_1d(mean)[None, :]) ** 2, axis=1)
+    return -0.5 * squares / variance - 0.5 * d * (math.log(2 * math.pi) + jnp.log(variance))
 
 
 class Empirical(eqx.Module):

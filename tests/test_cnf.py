@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 import flowjax_lab as fl
-from flowjax_lab.learn._cnf import standard_normal_log_prob
+from flowjax_lab.measures import isotropic_log_prob
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def test_forward_and_backward_change_of_variables_agree(model, getkey):
 
     def gap(steps):
         fwd = fl.simulate(model.field, z, solver="rk4", steps=steps, log_density="exact")
-        forward_logp = standard_normal_log_prob(z) + fwd.logp[-1]
+        forward_logp = isotropic_log_prob(z) + fwd.logp[-1]
         return float(jnp.max(jnp.abs(forward_logp - model.log_prob(fwd.x1, steps=steps))))
 
     coarse, fine = gap(2), gap(8)

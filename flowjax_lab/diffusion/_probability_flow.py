@@ -11,6 +11,7 @@ from .._simulate import simulate
 from .._trajectory import Trajectory
 from .._types import Array, Particles
 from ..learn import Reversed
+from ..measures import isotropic_log_prob
 from ._grid import check_times
 from ._predictions import check_prediction, check_process, convert
 from ._samples import Samples, check_model, sampler_inputs
@@ -65,12 +66,6 @@ def sample_probability_flow(model, process, x, *, prediction: str, solver: str |
     return Samples(traj.x1, traj.stats["num_field_evals"], traj.status)
 
 
-def _isotropic_log_prob(z, std) -> Array:
-    d = z.shape[1]
-    return (-0.5 * jnp.sum(z**2, axis=1) / std**2 - d * jnp.log(std)
-            - 0.5 * d * jnp.log(2 * jnp.pi))
-
-
 def log_likelihood(model, process, x, *, prediction: str, prior_log_prob: Callable | None = None,
                    method: str = "exact", key=None, solver: str | None = None,
                    steps: int | None = None, rtol=1e-5, atol=1e-5, t_max=1.0, t_min=1e-3,
@@ -95,7 +90,7 @@ def log_likelihood(model, process, x, *, prediction: str, prior_log_prob: Callab
     t_max, t_min = check_times(process, t_max, t_min)
     if prior_log_prob is None:
         std = process.sigma(jnp.asarray(t_max, x.dtype))
-        prior_log_prob = lambda z: _isotropic_log_prob(z, std)
+        prior_log_prob = lambda z: isotropic_log_prob(z, variance=std**2)
     elif not callable(prior_log_prob):
         raise TypeError(f"`prior_log_prob` must be callable as prior_log_prob(x) -> (n,), got "
                         f"{type(prior_log_prob).__name__}.")

@@ -25,8 +25,8 @@ from .. import datasets
 from .._plotting import figure
 from .._simulate import simulate
 from ..learn import CNF, LikelihoodLoss, fit
-from ..learn._cnf import standard_normal_log_prob
 from ..learn._flow_matching import Reversed
+from ..measures import isotropic_log_prob
 from . import _toy_densities
 from ._config import validate
 from ._registry import register
@@ -88,7 +88,7 @@ def _evaluate(model: CNF, x, x_test, config: Config, key):
     # ``model.log_prob`` does); its end points are also the test points' base points.
     back = simulate(Reversed(model.field), jnp.concatenate([x_test, grid]), log_density="exact",
                     solver=model.solver, steps=model.steps)
-    both = standard_normal_log_prob(back.x1) - back.logp[-1]
+    both = isotropic_log_prob(back.x1) - back.logp[-1]
     exact, density = both[:n_test], jnp.exp(both[n_test:]).reshape(config.grid, config.grid)
     probes = jax.random.split(k_probe, config.probes)
     hutch = jax.vmap(lambda k: model.log_prob(x_test, trace="hutchinson", key=k))(probes)

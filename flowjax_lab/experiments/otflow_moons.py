@@ -26,7 +26,7 @@ from scipy.stats import multivariate_normal
 from .. import datasets, metrics
 from .._plotting import figure, paths
 from ..learn import OTFlow, OTFlowLoss, fit
-from ..learn._cnf import standard_normal_log_prob
+from ..measures import isotropic_log_prob
 from . import _toy_densities
 from ._config import validate
 from ._registry import register
@@ -79,7 +79,7 @@ def _evaluate(model, x_eval, grid, key, saved):
     grid, in one compilation (the three models have one structure and reuse it)."""
     d = model.dim
     y1 = model.integrate(x_eval).x1  # [z, l, L, R]: log p(x) = log N(z) + l
-    terms = {"nll": -(standard_normal_log_prob(y1[:, :d]) + y1[:, d]),
+    terms = {"nll": -(isotropic_log_prob(y1[:, :d]) + y1[:, d]),
              "transport": y1[:, d + 1], "hjb": y1[:, d + 2]}
     flow = model.integrate(x_eval, steps=saved - 1, saveat=saved)
     samples, traj = model.sample(key, x_eval.shape[0], solver="tsit5", steps=None, rtol=1e-5,

@@ -6,7 +6,6 @@ forward; the density integrates backward with the instantaneous change of variab
 estimated by Hutchinson's ``eps^T (dv/dx) eps`` with one Rademacher probe per particle and solve.
 """
 
-import math
 
 import equinox as eqx
 import jax
@@ -16,12 +15,8 @@ from .. import _checks
 from .._simulate import LOG_DENSITIES, simulate
 from .._types import Array, Key, Particles
 from ..fields._neural import MLPField
+from ..measures import isotropic_log_prob
 from ._flow_matching import Reversed
-
-
-def standard_normal_log_prob(z) -> Array:
-    """Log-density of N(0, I_d) at each row of ``z (n, d)``, shape `(n,)`."""
-    return -0.5 * jnp.sum(z**2, axis=1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
 
 
 class CNF(eqx.Module):
@@ -67,7 +62,7 @@ class CNF(eqx.Module):
         trace = _checks.choice(trace, LOG_DENSITIES, "trace")
         traj = simulate(Reversed(self.field), x, log_density=trace, key=key,
                         **self._options(options))
-        return standard_normal_log_prob(traj.x1) - traj.logp[-1]
+        return isotropic_log_prob(traj.x1) - traj.logp[-1]
 
     def inverse(self, x, **options) -> Particles:
         """The base points that the flow maps to ``x (n, d)``, shape `(n, d)`."""

@@ -28,15 +28,7 @@ from .._simulate import simulate
 from .._trajectory import Trajectory
 from .._types import Array, Key, Particles
 from ..fields._neural import OTFlowPotential
-
-_LOG_2PI = 1.8378770664093453
-
-
-def _isotropic_log_prob(x, mean, variance):
-    """Log-density of N(mean, variance I) at each row of x `(n, d)`."""
-    d = x.shape[1]
-    sq = jnp.sum((x - mean[None]) ** 2, axis=1)
-    return -0.5 * sq / variance - 0.5 * d * (_LOG_2PI + jnp.log(variance))
+from ..measures import isotropic_log_prob
 
 
 class MeanFieldGame(eqx.Module):
@@ -105,12 +97,12 @@ class MeanFieldGame(eqx.Module):
 
     def log_initial(self, x) -> Array:
         """log rho_0 at each row of `x` `(n, d)`."""
-        per = jax.vmap(lambda c: _isotropic_log_prob(x, c, self.variance0))(self.centres0)
+        per = jax.vmap(lambda c: isotropic_log_prob(x, c, self.variance0))(self.centres0)
         return jax.scipy.special.logsumexp(per, axis=0) - jnp.log(self.centres0.shape[0])
 
     def log_terminal(self, x) -> Array:
         """log rho_1 at each row of `x` `(n, d)`."""
-        return _isotropic_log_prob(x, self.mean1, self.variance1)
+        return isotropic_log_prob(x, self.mean1, self.variance1)
 
     def running_cost(self, x) -> Array:
         """The obstacle / preference ``Q(x)``, shape `(n,)`."""

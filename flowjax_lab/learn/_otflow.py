@@ -22,7 +22,7 @@ from .._simulate import simulate
 from .._trajectory import Trajectory
 from .._types import Array, Key, Particles
 from ..fields._neural import OTFlowPotential
-from ._cnf import standard_normal_log_prob
+from ..measures import isotropic_log_prob
 from ._flow_matching import Reversed
 
 
@@ -74,14 +74,14 @@ class OTFlow(eqx.Module):
         """Per-sample means: ``nll`` (nats), ``transport`` (E L) and ``hjb`` (E R) on ``x``."""
         y1 = self.integrate(x, steps=steps).x1
         d = self.dim
-        nll = -(standard_normal_log_prob(y1[:, :d]) + y1[:, d])
+        nll = -(isotropic_log_prob(y1[:, :d]) + y1[:, d])
         return {"nll": jnp.mean(nll), "transport": jnp.mean(y1[:, d + 1]),
                 "hjb": jnp.mean(y1[:, d + 2])}
 
     def log_prob(self, x, *, steps: int | None = None) -> Array:
         """Model log-density at ``x (n, d)``, shape `(n,)`."""
         y1 = self.integrate(x, steps=steps).x1
-        return standard_normal_log_prob(y1[:, : self.dim]) + y1[:, self.dim]
+        return isotropic_log_prob(y1[:, : self.dim]) + y1[:, self.dim]
 
     def sample(self, key: Key, n: int, **options) -> tuple[Particles, Trajectory]:
         """`n` model samples (integrating ``-grad Phi`` backward from Gaussian draws), with the
