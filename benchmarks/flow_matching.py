@@ -83,7 +83,7 @@ def _torchcfm(coupling: str, steps: int):
             loss = torch.mean((vt - ut) ** 2)
             loss.backward()
             optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return run
 
@@ -142,7 +142,7 @@ def _coupling_rows(quick, repeats):
         from torchcfm.optimal_transport import OTPlanSampler
 
         sampler = OTPlanSampler(method="exact")
-        t0, t1 = torch.from_numpy(np.asarray(x0)), torch.from_numpy(np.asarray(x1))
+        t0, t1 = torch.from_numpy(np.array(x0)), torch.from_numpy(np.array(x1))
         fns["torchcfm OTPlanSampler exact (POT)"] = lambda: sampler.sample_plan(t0, t1)
         syncs["torchcfm OTPlanSampler exact (POT)"] = lambda out: out
     timed = H.time_interleaved(fns, repeats=repeats, syncs=syncs)

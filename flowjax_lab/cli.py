@@ -68,6 +68,8 @@ def cmd_list(args) -> int:
                     small = getattr(quick, field)
                     note = f"   (quick: {small!r})" if small != default else ""
                     print(f"      {field} : {kind} = {default!r}{note}")
+                if exp.presets():
+                    print(f"      presets (--preset): {', '.join(exp.presets())}")
         print()
     for module, trace in experiments.broken().items():
         print(f"  BROKEN module {module}: {trace.strip().splitlines()[-1]}")
@@ -94,7 +96,8 @@ def cmd_run(args) -> int:
         print(f"flowjax-lab: no run to resume in {folder}; starting a new one.", file=sys.stderr)
     try:
         result = _user_errors(experiments.run_into, args.out, experiment.name, quick=args.quick,
-                              seed=args.seed, seeds=args.seeds, overrides=overrides,
+                              preset=args.preset, seed=args.seed, seeds=args.seeds,
+                              overrides=overrides,
                               resume=args.resume)
     except KeyboardInterrupt:
         if experiment.resumable:
@@ -160,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Ctrl-C stops after the current chunk, and --resume continues to the same numbers.")
     run.add_argument("name", help="experiment name (see `flowjax-lab list`)")
     run.add_argument("--quick", action="store_true", help="use the small CI-sized config")
+    run.add_argument("--preset", metavar="NAME",
+                     help="use the config's preset NAME instead (e.g. paper; see list -v)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config field, type-checked (repeatable; see list -v)")
     run.add_argument("--seeds", type=int, default=1, metavar="N",

@@ -55,7 +55,7 @@ ot_error = [float(fl.metrics.relative_error(fl.metrics.covariance(geodesic[i]),
 print(f"max relative covariance error: flow matching {max(fm_error):.3g}, OT {max(ot_error):.3g}")
 assert max(fm_error + ot_error) < 6 / np.sqrt(n)
 
-w2_squared = float(fl.transport.gaussian_w2(jnp.zeros(2), cov0, jnp.zeros(2), cov1))
+w2_squared = float(fl.transport.gaussian_w2_squared(jnp.zeros(2), cov0, jnp.zeros(2), cov1))
 print(f"W2^2 = {w2_squared:.4f}; path energy: OT {float(fl.metrics.path_energy(geodesic, ts)):.4f}"
       f", flow matching {float(fl.metrics.path_energy(flow.xs, ts)):.4f} (larger: not optimal)")
 

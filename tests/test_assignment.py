@@ -69,7 +69,7 @@ def test_reports_non_convergence():
     cost = np.array([[4, 1, 3], [2, 0, 5], [3, 2, 2]])  # integers: read as the default float
     result = fl.transport.linear_assignment(cost, max_iterations=1)
     assert result.prices.dtype == jnp.float64
-    assert int(result.status) == Status.NOT_CONVERGED and not result.converged
+    assert int(result.status) == Status.NOT_CONVERGED and not result.ok
     with pytest.raises(RuntimeError, match="linear_assignment failed"):
         result.raise_on_failure()
 

@@ -20,6 +20,8 @@ from flowjax_lab.experiments import _registry
     (["run", "gaussian-transport", "--set", "rotation=abc"], r"'rotation' expects float"),
     (["run", "gaussian-transport", "--seeds", "0"], r"--seeds must be at least 1"),
     (["run", "gaussian-transport", "--resume"], r"does not train"),
+    (["run", "gaussian-transport", "--preset", "paper"], r"Unknown `preset` 'paper'"),
+    (["run", "fm-2d-protocol", "--preset", "paper", "--quick"], r"either `quick` or `preset`"),
     (["reproduce", "--only", "nope"], r"Unknown `experiment` 'nope'"),
 ])
 def test_cli_user_mistakes(argv, message, capsys, tmp_path):

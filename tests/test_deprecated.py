@@ -8,6 +8,7 @@ import flowjax_lab as fl
 RENAMED = [  # (module, old name, new name)
     (fl.fields, "Potential", "OTFlowPotential"),
     (fl.clustering, "interaction_energy", "attention_energy"),
+    (fl.transport, "gaussian_w2", "gaussian_w2_squared"),
 ]
 
 

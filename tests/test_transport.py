@@ -53,12 +53,14 @@ def test_auto_uses_sinkhorn_for_unequal_sizes_and_weights(getkey):
 
 def test_gaussian_w2_two_routes_and_against_samples(getkey):
     m0, m1 = jnp.array([0.0, 1.0]), jnp.array([1.0, -0.5])
-    ott_value = fl.transport.gaussian_w2(m0, COV0, m1, COV1)
+    ott_value = fl.transport.gaussian_w2_squared(m0, COV0, m1, COV1)
     np.testing.assert_allclose(ott_value, bures_w2_squared(m0, COV0, m1, COV1), rtol=1e-8)
     n = 1500
     x = fl.Gaussian(m0, COV0).sample(getkey(), n)
     y = fl.Gaussian(m1, COV1).sample(getkey(), n)
-    divergence = fl.transport.sinkhorn_divergence(x, y, epsilon=1e-2)
+    # momentum=1.5: the same solution to the threshold (tested below) in about a third of the
+    # iterations of the cross solve (1670 -> 580 at eps = 1e-2), which dominates this test.
+    divergence = fl.transport.sinkhorn_divergence(x, y, epsilon=1e-2, momentum=1.5)
     assert abs(float(divergence) - float(ott_value)) < 0.1 * float(ott_value)
 
 
@@ -204,6 +206,43 @@ def test_momentum_reaches_the_same_solution_in_fewer_iterations(getkey, momentum
     np.testing.assert_allclose(fast.plan(), plain.plan(), atol=tol)
 
 
+def test_default_mode_runs_the_kernel_and_finds_the_log_domain_solution(getkey):
+    # lse_mode=None tries kernel mode (Gibbs kernel once, matrix-vector products): in exact
+    # arithmetic the same iterates as the log domain, so the same iterations and solution.
+    x, y = _problem(getkey)
+    a = jax.random.dirichlet(getkey(), jnp.ones(x.shape[0]))
+    b = jax.random.dirichlet(getkey(), jnp.ones(y.shape[0]))
+    solve = lambda mode: fl.transport.sinkhorn(x, y, a=a, b=b, epsilon=0.1, threshold=1e-9,
+                                               max_iterations=20000, lse_mode=mode)
+    log, auto, kernel = solve(True), solve(None), solve(False)
+    np.testing.assert_array_equal(auto.f, kernel.f)  # the default did take the kernel route
+    assert bool(log.converged) and bool(auto.converged)
+    assert int(auto.iterations) == int(log.iterations)
+    assert _marginal_l1(auto) <= 2e-9
+    np.testing.assert_allclose(auto.cost, log.cost, rtol=1e-9)
+    np.testing.assert_allclose(auto.plan(), log.plan(), atol=1e-9)
+    # (Gradients through the kernel route: the finite-difference tests of sinkhorn_divergence,
+    # whose solves take it.)
+
+
+def test_default_mode_falls_back_to_the_log_domain_when_the_kernel_breaks(getkey):
+    # Two clusters 10 apart with masses 0.9/0.1 against 0.1/0.9: every point has a near
+    # neighbour (so the kernel route is tried), but the plan moves mass across |x - y|^2 = 100,
+    # 100/eps beyond the dtype's exponent range: kernel mode breaks down, the log domain solves.
+    dtype, eps = jnp.float32, 1.0
+    shift = jnp.array([10.0, 0.0], dtype)
+    x = (0.3 * jax.random.normal(getkey(), (40, 2), dtype)).at[20:].add(shift)
+    y = (0.3 * jax.random.normal(getkey(), (40, 2), dtype)).at[20:].add(shift)
+    a = jnp.concatenate([jnp.full(20, 0.9 / 20), jnp.full(20, 0.1 / 20)]).astype(dtype)
+    solve = lambda mode: fl.transport.sinkhorn(x, y, a=a, b=a[::-1], epsilon=eps,
+                                               threshold=1e-4, max_iterations=5000, lse_mode=mode)
+    kernel, auto, log = solve(False), solve(None), solve(True)
+    assert int(kernel.status) != fl.Status.SUCCESS  # reported, not a silent wrong plan
+    assert int(auto.status) == fl.Status.SUCCESS and bool(log.converged)
+    np.testing.assert_array_equal(auto.f, log.f)
+    assert _marginal_l1(auto) <= 2e-4
+
+
 def test_momentum_keeps_float32_under_x64_and_cuts_iterations(getkey):
     x, y = _problem(getkey, 300, 300, jnp.float32)
     plain = fl.transport.sinkhorn(x, y, threshold=1e-4)
@@ -305,6 +344,9 @@ BAD_SOLVER_ARGS = [
      "`max_iterations` must be an integer"),
     (lambda: fl.transport.sinkhorn_divergence(X5, Y5, max_iterations=0), ValueError,
      "`max_iterations` must be an integer >= 1"),
+    (lambda: fl.transport.sinkhorn(X5, Y5, lse_mode="auto"), TypeError, "`lse_mode` must be"),
+    (lambda: fl.transport.sinkhorn(X5, Y5, epsilon=-1.0), ValueError, "`epsilon` must be > 0"),
+    (lambda: fl.transport.w2(X5, Y5, epsilon=0.0), ValueError, "`epsilon` must be > 0"),
 ]
 
 

@@ -38,7 +38,7 @@ THEMES = (
 )
 
 # Names taken by `run` itself: a config field cannot use them.
-RESERVED = ("key", "quick", "seed", "seeds", "checkpoint")
+RESERVED = ("key", "quick", "preset", "seed", "seeds", "checkpoint")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +63,20 @@ class Experiment:
         nearest valid ones) and converted to the fields' types (strings are parsed)."""
         return coerce_overrides(self.config, overrides, label=self.name)
 
-    def make_config(self, *, quick: bool = False, **overrides):
-        """The default (or quick) config with `overrides` applied and type-checked."""
-        base = self.config.quick() if quick else self.config()
+    def presets(self) -> list[str]:
+        """Names of the config's presets: its classmethods other than `quick` (e.g. ``paper``)."""
+        return sorted(name for name, value in vars(self.config).items()
+                      if isinstance(value, classmethod) and name != "quick")
+
+    def make_config(self, *, quick: bool = False, preset: str | None = None, **overrides):
+        """The default (or quick, or `preset`) config with `overrides` applied and
+        type-checked."""
+        if preset is None:
+            base = self.config.quick() if quick else self.config()
+        elif quick:
+            raise ValueError(f"Give either `quick` or `preset` ({preset!r}), not both.")
+        else:
+            base = getattr(self.config, _checks.choice(preset, self.presets(), "preset"))()
         return dataclasses.replace(base, **self.coerce(overrides))
 
     def fields(self) -> list[tuple[str, str, object]]:
@@ -229,13 +240,15 @@ def _parse_scalar(text: str):
     return text
 
 
-def run(name: str, *, key=None, quick: bool = False, seed: int = 0,
+def run(name: str, *, key=None, quick: bool = False, preset: str | None = None, seed: int = 0,
         seeds: int | Sequence[int] | None = None, checkpoint=None, **overrides) -> Result:
     """Run the registered experiment `name` and return its [`Result`][].
 
     **Arguments:**
     - `key`: a ``jax.random`` key; defaults to ``jax.random.key(seed)``.
     - `quick`: use the CI-sized config.
+    - `preset`: use the config's preset of that name instead (``Experiment.presets()``, e.g.
+      ``"paper"``: the classmethod ``Config.paper()``).
     - `seeds`: a count (seeds ``seed, seed + 1, ...``) or a list of seeds: the result combines
       them (see ``combine_seeds``), with the experiment's `batch` (vmap) when it has one.
     - `checkpoint`: a folder for a training experiment's checkpoints; a second call with the same
@@ -246,7 +259,7 @@ def run(name: str, *, key=None, quick: bool = False, seed: int = 0,
     (after the current training chunk, with a checkpoint) and raises ``KeyboardInterrupt``.
     """
     experiment = get(name)
-    config = experiment.make_config(quick=quick, **overrides)
+    config = experiment.make_config(quick=quick, preset=preset, **overrides)
     seed = _checks.positive_int(seed, "seed", minimum=0)
     if seeds is None:
         key = jax.random.key(seed) if key is None else _checks.key(key)

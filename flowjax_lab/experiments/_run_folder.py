@@ -29,8 +29,8 @@ def _differences(saved: dict, expected: dict) -> list[str]:
                   for k, v in expected["config"].items() if old.get(k) != v]
 
 
-def run_into(out, name: str, *, quick: bool = False, seed: int = 0, seeds: int = 1,
-             overrides: dict | None = None, resume: bool = False) -> Result:
+def run_into(out, name: str, *, quick: bool = False, preset: str | None = None, seed: int = 0,
+             seeds: int = 1, overrides: dict | None = None, resume: bool = False) -> Result:
     """Run experiment `name` into the folder ``out/name`` and return its [`Result`][].
 
     Without `resume` any earlier checkpoint is discarded. With `resume`, a finished folder with
@@ -40,7 +40,7 @@ def run_into(out, name: str, *, quick: bool = False, seed: int = 0, seeds: int =
     """
     experiment = _registry.get(name)
     overrides = overrides or {}
-    config = experiment.make_config(quick=quick, **overrides)
+    config = experiment.make_config(quick=quick, preset=preset, **overrides)
     if seeds < 1:
         raise ValueError(f"`seeds` must be at least 1, got {seeds}.")
     folder = Path(out) / experiment.name
@@ -58,7 +58,7 @@ def run_into(out, name: str, *, quick: bool = False, seed: int = 0, seeds: int =
         shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
     (folder / "metrics.json").unlink(missing_ok=True)
     write_json(folder / "config.json", expected)
-    result = _registry.run(experiment.name, quick=quick, seed=seed,
+    result = _registry.run(experiment.name, quick=quick, preset=preset, seed=seed,
                            seeds=seeds if seeds > 1 else None,
                            checkpoint=folder / CHECKPOINT, **overrides)
     try:

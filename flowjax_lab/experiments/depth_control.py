@@ -73,7 +73,7 @@ def _setup(config: Config, k_init, k_eval):
     ks, kt = jax.random.split(k_eval)
     x_eval, y_eval = source.sample(ks, config.evaluation_n), target.sample(kt, config.evaluation_n)
     zero = jnp.zeros(2, dtype)
-    bures0 = transport.gaussian_w2(zero, jnp.eye(2, dtype=dtype), zero, cov1)
+    bures0 = transport.gaussian_w2_squared(zero, jnp.eye(2, dtype=dtype), zero, cov1)
     return cov1, model, x_eval, y_eval, bures0
 
 
@@ -89,7 +89,7 @@ def _measure(model: DepthControl, x_eval, y_eval, cov1, grid):
     divergence = transport.sinkhorn_divergence(jnp.where(finite, moved, y_eval), y_eval)
     moved_cov = jnp.cov(jnp.where(finite, moved, y_eval).T).astype(moved.dtype)
     zero = jnp.zeros(2, moved.dtype)
-    bures = transport.gaussian_w2(zero, moved_cov, zero, cov1)
+    bures = transport.gaussian_w2_squared(zero, moved_cov, zero, cov1)
     return {"divergence": jnp.where(finite, divergence, nan), "moved": moved,
             "bures": jnp.where(finite, bures, nan),
             "in_context": model.in_context(x_eval[:128], grid)}

@@ -20,7 +20,6 @@ the quick run stops about 0.6 short.
 
 import dataclasses
 import math
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -33,9 +32,7 @@ from ._registry import register
 from ._result import Result, at_most, better
 from .mfg_transport import (
     TARGET_VARIANCE,
-    fine_paths,
-    reaching_checks,
-    solve_game,
+    solve_and_reach,
     validate_game_config,
 )
 
@@ -105,13 +102,9 @@ def run(config: Config, key, checkpoint=None) -> Result:
     for col, dim in enumerate(config.dims):
         label = f"d={dim}"
         game = crowd_game(dim, batch=config.batch)
-        folder = None if checkpoint is None else Path(checkpoint) / f"d{dim}"
-        solved = solve_game(game, config, jax.random.fold_in(key, dim), folder)
-        fitted, untrained, x_eval, _ = solved
-        fine = fine_paths(game, fitted.model, x_eval)
-        values, checks = reaching_checks(label, game, solved, fine,
-                                         fine_paths(game, untrained, x_eval), TARGET_MEAN,
-                                         jax.random.fold_in(key, 100 + dim))
+        solved, fine, values, checks = solve_and_reach(label, game, config, key, checkpoint,
+                                                       TARGET_MEAN)
+        fitted, _, x_eval, _ = solved
         xs = fine.xs[:, :, :dim]
         stats = {k: float(v) for k, v in obstacle_statistics(game, fine, x_eval).items()}
         mass, mass_straight = stats["mass"], stats["mass_straight"]

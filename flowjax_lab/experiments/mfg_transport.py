@@ -181,6 +181,19 @@ def reaching_checks(label: str, game: MeanFieldGame, solved, trained_paths, untr
     return values, checks
 
 
+def solve_and_reach(label: str, game: MeanFieldGame, config, key, checkpoint, target_mean):
+    """Solve `game` (checkpoints in ``checkpoint/d{dim}``), its fine paths from held-out samples
+    and the checks of reaching rho_1: returns ``(solved, fine, values, checks)``."""
+    dim = game.dim
+    folder = None if checkpoint is None else Path(checkpoint) / f"d{dim}"
+    solved = solve_game(game, config, jax.random.fold_in(key, dim), folder)
+    fitted, untrained, x_eval, _ = solved
+    fine = fine_paths(game, fitted.model, x_eval)
+    values, checks = reaching_checks(label, game, solved, fine, fine_paths(game, untrained, x_eval),
+                                     target_mean, jax.random.fold_in(key, 100 + dim))
+    return solved, fine, values, checks
+
+
 @register(
     "mfg-transport",
     theme="continuous-time networks",
@@ -193,13 +206,9 @@ def run(config: Config, key, checkpoint=None) -> Result:
     for col, dim in enumerate(config.dims):
         label = f"d={dim}"
         game = transport_game(dim, batch=config.batch)
-        folder = None if checkpoint is None else Path(checkpoint) / f"d{dim}"
-        solved = solve_game(game, config, jax.random.fold_in(key, dim), folder)
-        fitted, untrained, x_eval, _ = solved
-        fine = fine_paths(game, fitted.model, x_eval)
-        values, checks = reaching_checks(label, game, solved, fine,
-                                         fine_paths(game, untrained, x_eval), TARGET_MEAN,
-                                         jax.random.fold_in(key, 100 + dim))
+        solved, fine, values, checks = solve_and_reach(label, game, config, key, checkpoint,
+                                                       TARGET_MEAN)
+        fitted, _, x_eval, _ = solved
         xs = fine.xs[:, :, :dim]
         straight = float(metrics.straightness(xs, fine.ts))
         # Optimality: L (the kinetic channel on the fine paths) against W2^2 / 2 between the

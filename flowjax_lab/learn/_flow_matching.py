@@ -23,7 +23,8 @@ from .._types import Array, Key, Particles, Scalar
 COUPLINGS = ("independent", "ot", "entropic")
 
 
-def couple(key: Key, x0, x1, coupling: str = "independent", *, sigma=0.0):
+def couple(key: Key, x0, x1, coupling: str = "independent", *, sigma=0.0,
+           replace: bool = False):
     """Pair the rows of `x0` `(n, d)` with rows of `x1` `(n, d)`; usable inside ``jit``.
 
     - "independent": the rows as drawn (independent coupling).
@@ -31,10 +32,19 @@ def couple(key: Key, x0, x1, coupling: str = "independent", *, sigma=0.0):
     - "entropic": each `x0` row draws its partner from its row of the entropic plan with
       regularisation ``2 sigma^2`` (needs `sigma > 0`), as in Schrodinger-bridge flow matching.
 
+    With `replace`, the `n` pairs are then drawn with replacement from the coupled pairs (some
+    repeat, some drop out): for "ot" this is drawing `n` pairs from the flattened exact plan, as
+    torchcfm's ``OTPlanSampler`` does.
+
     **Returns:** `(x0, x1_paired)`, both `(n, d)`.
     """
     coupling = _checks.choice(coupling, COUPLINGS, "coupling")
     _checks.positive(sigma, "sigma", allow_zero=coupling != "entropic")
+    if replace:
+        key, k_rows = jax.random.split(key)
+        x0, x1 = couple(key, x0, x1, coupling, sigma=sigma)
+        rows = jax.random.randint(k_rows, x0.shape[:1], 0, x0.shape[0])
+        return x0[rows], x1[rows]
     if coupling == "independent":
         return x0, x1
     if coupling == "ot":
@@ -55,6 +65,11 @@ def conditional_path(key: Key, x0, x1, t, *, sigma=0.0, bridge: bool = False):
     t = _checks.unit_interval(jnp.asarray(t, x0.dtype))
     if t.shape != x0.shape[:1]:
         raise ValueError(f"`t` must have shape ({x0.shape[0]},), got {tuple(t.shape)}.")
+    return _path(key, x0, x1, t, sigma, bridge)
+
+
+def _path(key: Key, x0, x1, t, sigma, bridge: bool):
+    """[`conditional_path`][] without checks, for the loss's own draws."""
     tt = t[:, None]
     mean = (1 - tt) * x0 + tt * x1
     velocity = x1 - x0
@@ -99,6 +114,7 @@ class FlowMatchingLoss(eqx.Module):
       "entropic" (SB-CFM: entropic plan with regularisation ``2 sigma^2`` and Brownian-bridge
       paths of noise level `sigma`).
     - `sigma`: Gaussian smoothing of the paths (>= 0; > 0 for "entropic").
+    - `replace`: draw the batch's pairs with replacement from the coupled pairs (see [`couple`][]).
 
     The model is called one particle at a time (``model(t_i, x_i[None], None)``, vectorised), so
     any field ``f(t, x, args)`` with scalar `t` can be trained or scored.
@@ -109,15 +125,17 @@ class FlowMatchingLoss(eqx.Module):
     batch_size: int = eqx.field(static=True)
     coupling: str = eqx.field(static=True)
     sigma: float = eqx.field(static=True)
+    replace: bool = eqx.field(static=True)
 
     def __init__(self, source, target, *, batch_size: int = 256, coupling: str = "independent",
-                 sigma: float = 0.0):
+                 sigma: float = 0.0, replace: bool = False):
         self.source = _sampler(source, "source")
         self.target = _sampler(target, "target")
         self.batch_size = _checks.positive_int(batch_size, "batch_size")
         self.coupling = _checks.choice(coupling, COUPLINGS, "coupling")
         _checks.positive(sigma, "sigma", allow_zero=self.coupling != "entropic")
         self.sigma = float(sigma)
+        self.replace = bool(replace)
 
     def sample(self, key: Key):
         """One batch: times `(n,)`, points `x_t` `(n, d)` and regression targets `u_t` `(n, d)`."""
@@ -130,10 +148,9 @@ class FlowMatchingLoss(eqx.Module):
                 f"{x1.shape}."
             )
         x1 = x1.astype(x0.dtype)
-        x0, x1 = couple(kc, x0, x1, self.coupling, sigma=self.sigma)
+        x0, x1 = couple(kc, x0, x1, self.coupling, sigma=self.sigma, replace=self.replace)
         t = jax.random.uniform(kt, x0.shape[:1], x0.dtype)
-        xt, ut = conditional_path(kp, x0, x1, t, sigma=self.sigma,
-                                  bridge=self.coupling == "entropic")
+        xt, ut = _path(kp, x0, x1, t, self.sigma, self.coupling == "entropic")
         return t, xt, ut
 
     def __call__(self, model, key: Key) -> Scalar:

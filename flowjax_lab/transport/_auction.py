@@ -51,11 +51,6 @@ class AssignmentResult(HasStatus, eqx.Module):
 
     what = "linear_assignment"
 
-    @property
-    def converged(self) -> Array:
-        """Boolean array: did the auction assign every row within its budget?"""
-        return self.ok
-
 
 def linear_assignment(cost, *, max_iterations: int | None = None) -> AssignmentResult:
     """Minimum-cost perfect matching of the rows and columns of `cost` `(n, n)`, in XLA.

@@ -7,7 +7,7 @@ from .. import _checks
 from .._status import Status
 from .._types import Key
 from ._assignment import optimal_permutation
-from ._sinkhorn import check_momentum, prepare, sinkhorn
+from ._sinkhorn import check_options, prepare, sinkhorn
 
 
 def minibatch_coupling(x0, x1, *, epsilon=None, key=None, threshold=1e-3, max_iterations=2000,
@@ -32,13 +32,11 @@ def minibatch_coupling(x0, x1, *, epsilon=None, key=None, threshold=1e-3, max_it
             f"`x0` and `x1` must hold the same number of points, got {x0.shape[0]} and "
             f"{x1.shape[0]}."
         )
-    _checks.positive(threshold, "threshold")
-    max_iterations = _checks.positive_int(max_iterations, "max_iterations")
-    momentum = check_momentum(momentum)
+    epsilon, threshold, max_iterations, momentum, _ = check_options(
+        epsilon=epsilon, threshold=threshold, max_iterations=max_iterations, momentum=momentum)
     if epsilon is None:
         partners, status = optimal_permutation(x0, x1), jnp.asarray(Status.SUCCESS, jnp.int32)
     else:
-        _checks.positive(epsilon, "epsilon")
         key = _checks.key(key)
         result = sinkhorn(x0, x1, epsilon=epsilon, threshold=threshold,
                           max_iterations=max_iterations, momentum=momentum, throw=throw)

@@ -6,9 +6,8 @@ on float32 clouds when float64 is enabled (mismatched ``cond`` branch dtypes).
 
 import jax.numpy as jnp
 
-from .. import _checks
 from .._status import first_failure, raise_if_failed
-from ._sinkhorn import check_momentum, default_epsilon, prepare, sinkhorn, uniform
+from ._sinkhorn import check_options, default_epsilon, prepare, sinkhorn, uniform
 
 
 def sinkhorn_divergence(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3,
@@ -27,8 +26,8 @@ def sinkhorn_divergence(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3,
     the [`Status`][flowjax_lab.Status] of the first of the three solves that failed.
     """
     x, y, a, b = prepare(x, y, a, b)
-    _checks.positive(epsilon, "epsilon")
-    momentum = check_momentum(momentum)
+    epsilon, threshold, max_iterations, momentum, _ = check_options(
+        epsilon=epsilon, threshold=threshold, max_iterations=max_iterations, momentum=momentum)
     a = uniform(x.shape[0], x.dtype) if a is None else a
     b = uniform(y.shape[0], x.dtype) if b is None else b
     epsilon = default_epsilon(x, y) if epsilon is None else jnp.asarray(epsilon, x.dtype)

@@ -16,7 +16,7 @@ def _gaussian(mean, cov, names):
     return mean, cov
 
 
-def gaussian_w2(mean0, cov0, mean1, cov1) -> Scalar:
+def gaussian_w2_squared(mean0, cov0, mean1, cov1) -> Scalar:
     """Squared W2 (Bures-Wasserstein) between N(mean0, cov0) and N(mean1, cov1).
 
     Shapes: means `(d,)`, covariances `(d, d)` symmetric positive definite.

@@ -7,7 +7,7 @@ from .._status import Status
 from .._types import Scalar
 from ._assignment import optimal_permutation
 from ._divergence import sinkhorn_divergence
-from ._sinkhorn import check_momentum, prepare
+from ._sinkhorn import check_options, prepare
 
 METHODS = ("auto", "exact", "sinkhorn")
 
@@ -38,7 +38,7 @@ def w2(x, y, *, a=None, b=None, method="auto", epsilon=None, momentum=None,
     """
     x, y, a, b = prepare(x, y, a, b)
     method = _checks.choice(method, METHODS, "method")
-    momentum = check_momentum(momentum)
+    epsilon, _, _, momentum, _ = check_options(epsilon=epsilon, momentum=momentum)
     if method == "auto":
         method = "exact" if _exact_possible(x, y, a, b) else "sinkhorn"
     if method == "exact":
