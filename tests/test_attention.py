@@ -182,6 +182,11 @@ def test_dtype_is_kept_and_sphere_velocity_is_tangent(getkey):
     x = x / jnp.linalg.norm(x, axis=1, keepdims=True)
     field = Attention(2.0 * jnp.eye(4), jnp.eye(4), jnp.eye(4), sphere=True)
     np.testing.assert_allclose(jnp.sum(field(0.0, x) * x, axis=1), 0.0, atol=1e-13)
+    # off the sphere the field is extended radially, the same eagerly and under jit
+    scaled = x * jnp.linspace(0.5, 2.0, 10)[:, None]
+    np.testing.assert_allclose(field(0.0, scaled), field(0.0, x), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(jax.jit(lambda y: field(0.0, y))(scaled), field(0.0, x), rtol=1e-13,
+                               atol=1e-14)
 
 
 def test_piecewise_constant_depth_parameters(getkey):

@@ -34,8 +34,6 @@ CASES = [
      r"`mask` has length 5 but the cloud `x` has 4"),
     (lambda: Attention(I2, I2, I2)(0.0, jnp.ones((4, 3))), ValueError, r"`x`.*d = 2"),
     (lambda: Attention(I2, I2, I2)(0.0, jnp.ones(4)), ValueError, r"`x`.*\(n, d\)"),
-    (lambda: Attention(I2, I2, I2, sphere=True)(0.0, 2 * X), ValueError,
-     r"`x` must lie on the unit sphere"),
     (lambda: Attention(lambda t: "no", I2, I2), TypeError, r"`Q` must be an array or a function"),
     (lambda: PiecewiseConstant(jnp.ones(())), ValueError, r"`values` must have a leading layer"),
     (lambda: PiecewiseConstant(jnp.ones((2, 2)), t0=1.0, t1=0.0), ValueError, r"`t1` must be >"),

@@ -75,7 +75,7 @@ def test_suite_runs_at_quick_size(tmp_path, capsys):
     sink = {r["impl"]: r for r in report["rows"] if r["name"] == "sinkhorn" and not r["skipped"]}
     fast = next(r for impl, r in sink.items() if impl.startswith("flowjax_lab sinkhorn momentum"))
     assert fast["converged"] and not fast["baseline"]
-    assert fast["iterations"] <= sink["flowjax_lab transport.sinkhorn"]["iterations"]
+    assert fast["iterations"] <= sink["flowjax_lab transport.sinkhorn (default)"]["iterations"]
     assert "written to" in capsys.readouterr().out
 
 

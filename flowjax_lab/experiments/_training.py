@@ -1,6 +1,17 @@
 """Small helpers shared by the training experiments (``learn.fit`` callers)."""
 
+import functools
 from pathlib import Path
+
+import optax
+
+
+@functools.cache
+def adam(learning_rate: float) -> optax.GradientTransformation:
+    """``optax.adam(learning_rate)``, one object per rate: ``fit`` keys its compilation on the
+    optimizer object, so the runs, seeds and arms of an experiment that share a rate share one
+    compiled training step."""
+    return optax.adam(learning_rate)
 
 
 def chunk_size(steps: int, most: int = 100) -> int:

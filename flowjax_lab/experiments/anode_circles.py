@@ -16,7 +16,6 @@ cross-entropy is heavy-tailed (a few misclassified points carry most of it), hen
 """
 
 import dataclasses
-import functools
 
 import equinox as eqx
 import jax
@@ -31,11 +30,7 @@ from . import _toy_densities
 from ._config import validate
 from ._registry import register
 from ._result import Result, at_least, better, fit_ok
-from ._training import chunk_size, sub_folder
-
-# One optimizer object per learning rate: ``fit`` keys its compiled step on it, so runs in one
-# process (several seeds, tests) reuse the compilation.
-_adam = functools.cache(optax.adam)
+from ._training import adam, chunk_size, sub_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +109,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
         untrained_correct = np.asarray(_evaluate(model, x_test, y_test, grid)[0])
         loss = ClassificationLoss(x, y, classes=2, batch=config.batch)
         folder = sub_folder(checkpoint, name)
-        fitted = fit(loss, model, _adam(config.learning_rate), k_steps,
+        fitted = fit(loss, model, adam(config.learning_rate), k_steps,
                      steps=config.train_steps, chunk=chunk_size(config.train_steps),
                      checkpoint=folder, resume=folder is not None)
         correct, cross_entropy, nfe, features, regions = (

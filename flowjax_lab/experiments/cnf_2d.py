@@ -12,13 +12,11 @@ density (moons, circles or 8gaussians).
 """
 
 import dataclasses
-import functools
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from scipy.stats import multivariate_normal
 
 from .. import datasets
@@ -31,11 +29,7 @@ from . import _toy_densities
 from ._config import validate
 from ._registry import register
 from ._result import Result, at_least, at_most, better, close, fit_ok
-from ._training import chunk_size
-
-# One optimizer object per learning rate: ``fit`` keys its compiled step on it, so runs in one
-# process (several seeds, tests) reuse the compilation.
-_adam = functools.cache(optax.adam)
+from ._training import adam, chunk_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +115,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
     x, x_test, model = _setup(config, k_setup)
     initial = _evaluate(model, x, x_test, config, k_eval)
     loss = LikelihoodLoss(x, batch=config.batch, trace=config.trace)
-    fitted = fit(loss, model, _adam(config.learning_rate), k_fit, steps=config.train_steps,
+    fitted = fit(loss, model, adam(config.learning_rate), k_fit, steps=config.train_steps,
                  chunk=chunk_size(config.train_steps), checkpoint=checkpoint,
                  resume=checkpoint is not None)
     model = fitted.model

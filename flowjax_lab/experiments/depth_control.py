@@ -19,7 +19,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .. import transport
 from .._plotting import covariance_ellipse, figure
@@ -28,7 +27,7 @@ from ..measures import Gaussian
 from ._config import validate
 from ._registry import register
 from ._result import Result, better, fit_ok
-from ._training import chunk_size
+from ._training import adam, chunk_size
 
 # standard deviations of (untrained - trained) held-out values times sqrt(evaluation_n), see above
 DIVERGENCE_SPREAD = 1.1
@@ -109,7 +108,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
 
     untrained = _measure(model, x_eval, y_eval, cov1, grid)
     before, bures_before = float(untrained["divergence"]), float(untrained["bures"])
-    trained = fit(loss, model, optax.adam(config.learning_rate), k_fit, steps=config.steps,
+    trained = fit(loss, model, adam(config.learning_rate), k_fit, steps=config.steps,
                   chunk=chunk_size(config.steps, 50), checkpoint=checkpoint,
                   resume=checkpoint is not None)
     out = {k: np.asarray(v) for k, v in

@@ -13,12 +13,10 @@ data (no farther than `max_spread` times fresh data's distance).
 """
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .. import datasets
 from .._plotting import figure
@@ -34,9 +32,7 @@ from ..learn import fit
 from ._config import validate
 from ._registry import register
 from ._result import Result, at_least, at_most, fit_ok
-from ._training import chunk_size
-
-_adam = functools.cache(optax.adam)  # one optimizer object: runs share fit's compilation
+from ._training import adam, chunk_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +80,7 @@ def learned_score(config: Config, process, train, key):
     network = MLPField(2, width=config.width, depth=config.depth, activation=jax.nn.silu,
                        key=k_model)
     loss = DenoisingScoreMatching(process, train, prediction="eps")
-    fitted = fit(loss, network, _adam(config.learning_rate), k_fit, steps=config.train_steps,
+    fitted = fit(loss, network, adam(config.learning_rate), k_fit, steps=config.train_steps,
                  chunk=chunk_size(config.train_steps, 500))
     return fitted.model, "eps", fitted
 

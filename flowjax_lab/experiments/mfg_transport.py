@@ -28,7 +28,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy.optimize
 
 from .. import metrics
@@ -38,6 +37,7 @@ from ..learn import MeanFieldGame, fit, transport_game
 from ._config import validate
 from ._registry import register
 from ._result import Result, at_most, better, close, fit_ok
+from ._training import adam
 
 # rho_1 = N(0, 0.3 I) as PNAS 2020 states it (variance 0.3), written here and not read from the
 # game, so that a game built with another target fails the checks against it.
@@ -94,7 +94,7 @@ def solve_game(game: MeanFieldGame, config, key, checkpoint=None):
         terms = game.terms(p, x_eval)
         return {**terms, "J": game.objective(terms)}
 
-    fitted = fit(game, untrained, optax.adam(config.learning_rate), k_fit,
+    fitted = fit(game, untrained, adam(config.learning_rate), k_fit,
                  steps=config.train_steps, chunk=config.eval_every, evaluate=evaluate,
                  eval_every=config.eval_every, checkpoint=checkpoint,
                  resume=checkpoint is not None)

@@ -14,13 +14,11 @@ the paired per-point differences. The quick run trains 300 steps: at 150 the pen
 NLL was still that of a single Gaussian."""
 
 import dataclasses
-import functools
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from scipy.stats import multivariate_normal
 
 from .. import datasets, metrics
@@ -31,11 +29,7 @@ from . import _toy_densities
 from ._config import validate
 from ._registry import register
 from ._result import Result, at_least, better, close, fit_ok
-from ._training import chunk_size, sub_folder
-
-# One optimizer object per learning rate: ``fit`` keys its compiled step on it, so runs in one
-# process (several seeds, tests) reuse the compilation.
-_adam = functools.cache(optax.adam)
+from ._training import adam, chunk_size, sub_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +127,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
     # their weights (arrays), so ``fit`` compiles one training step for both.
     initial = OTFlow(2, width=config.width, steps=config.ode_steps, key=k_init)
     untrained = np.asarray(_evaluate(initial, x_eval, grid, k_sample, saved)[0]["nll"], np.float64)
-    optimizer = _adam(config.learning_rate)
+    optimizer = adam(config.learning_rate)
     per_point = {}
     for row, (name, (a_l, a_c, a_r)) in enumerate(runs.items()):
         loss = OTFlowLoss(sampler, transport=a_l, likelihood=a_c, hjb=a_r)
