@@ -9,6 +9,7 @@ RENAMED = [  # (module, old name, new name)
     (fl.fields, "Potential", "OTFlowPotential"),
     (fl.clustering, "interaction_energy", "attention_energy"),
     (fl.transport, "gaussian_w2", "gaussian_w2_squared"),
+    (fl.learn, "depth_control_loss", "DepthControlLoss"),
 ]
 
 

@@ -5,14 +5,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowjax_lab.learn import DepthControl, depth_control_loss
+from flowjax_lab.learn import DepthControl, DepthControlLoss
 
 
 def test_gradient_through_dynamics_matches_finite_differences(getkey):
     model = DepthControl.init(getkey(), 2, 3, scale=0.3)
     x0 = jax.random.normal(getkey(), (16, 2))
     y = jax.random.normal(getkey(), (16, 2)) @ jnp.array([[1.5, 0.3], [0.0, 0.4]])
-    loss = depth_control_loss(lambda k, n: x0, lambda k, n: y, 16, threshold=1e-10)
+    loss = DepthControlLoss(lambda k, n: x0, lambda k, n: y, 16, threshold=1e-10)
     key = getkey()
     grad = jax.grad(loss)(model, key)
     directions = jax.tree.map(lambda a: jax.random.normal(getkey(), a.shape), grad)

@@ -14,7 +14,7 @@ from flowjax_lab.experiments import (
     two_layer_teacher_student as teacher_student,
 )
 from flowjax_lab.fields import LinearNetworkField, TwoLayerMeanField
-from flowjax_lab.learn import DepthControl, depth_control_loss
+from flowjax_lab.learn import DepthControl, DepthControlLoss
 from flowjax_lab.transport._ott import ott_promotion
 
 RICCATI = {"widths": (50, 3200), "repeats": 4}  # a slope tolerance of 0.34, as at quick size
@@ -132,8 +132,8 @@ def test_depth_control_loss_of_blown_up_tokens_is_nan():
     # NaN, which stops `fit`, rather than an error from the Sinkhorn solver's input check
     model = DepthControl.init(jax.random.key(0), 2, 1)
     model = eqx.tree_at(lambda m: m.V, model, jnp.full_like(model.V, jnp.inf))
-    loss = depth_control_loss(lambda k, n: jax.random.normal(k, (n, 2)),
-                              lambda k, n: jax.random.normal(k, (n, 2)), 8)
+    loss = DepthControlLoss(lambda k, n: jax.random.normal(k, (n, 2)),
+                            lambda k, n: jax.random.normal(k, (n, 2)), 8)
     assert jnp.isnan(loss(model, jax.random.key(1)))
 
 

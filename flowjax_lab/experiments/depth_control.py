@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import transport
 from .._plotting import covariance_ellipse, figure
-from ..learn import DepthControl, depth_control_loss, fit
+from ..learn import DepthControl, DepthControlLoss, fit
 from ..measures import Gaussian
 from ._config import validate
 from ._registry import register
@@ -102,7 +102,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
     cov1, model, x_eval, y_eval, bures0 = _setup(config, k_init, k_eval)
     source = Gaussian(jnp.zeros(2, dtype), jnp.eye(2, dtype=dtype))
     target = Gaussian(jnp.zeros(2, dtype), cov1)
-    loss = depth_control_loss(source.sample, target.sample, config.n)
+    loss = DepthControlLoss(source.sample, target.sample, config.n)
     grid = np.stack(np.meshgrid(np.linspace(-2, 2, 7), np.linspace(-2, 2, 7)),
                     axis=-1).reshape(-1, 2).astype(dtype)
 

@@ -1,9 +1,10 @@
 """Losses and training loops: flow matching, CNFs, OT-Flow, MFGs, neural ODEs, mean-field nets."""
 
+from .._deprecated import aliases as _aliases
 from ._cnf import CNF as CNF, LikelihoodLoss as LikelihoodLoss
 from ._depth_control import (
     DepthControl as DepthControl,
-    depth_control_loss as depth_control_loss,
+    DepthControlLoss as DepthControlLoss,
     in_context_map as in_context_map,
 )
 from ._diffusion_link import ConvertedField as ConvertedField, convert as convert
@@ -33,3 +34,6 @@ from ._trajectory_inference import (
     SnapshotLoss as SnapshotLoss,
     velocity_error as velocity_error,
 )
+
+# every loss is an equinox Module (fit's compilation is keyed on its structure and static fields)
+__getattr__ = _aliases(globals(), {"depth_control_loss": "DepthControlLoss"})

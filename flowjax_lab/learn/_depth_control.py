@@ -80,21 +80,30 @@ def in_context_map(field: Attention, alpha, x, *, t0=0.0, t1=1.0, steps: int = 1
     return end[alpha.shape[0]:]
 
 
-def depth_control_loss(source: Callable, target: Callable, n: int, *, epsilon=None,
-                       threshold=1e-3) -> Callable:
+class DepthControlLoss(eqx.Module):
     """``loss(model, key)``: the Sinkhorn divergence between ``model(source(k1, n))`` and
     ``target(k2, n)``, for [`learn.fit`][]. `source`, `target`: ``(key, n) -> (n, d)``.
 
     Tokens that blew up (NaN or inf) give a NaN loss, so that ``fit`` stops with status
     "nonfinite" (the Sinkhorn solver, which refuses such clouds, sees a stand-in)."""
-    n = _checks.positive_int(n, "n", minimum=2)
 
-    def loss(model: DepthControl, key) -> Scalar:
+    source: Callable
+    target: Callable
+    n: int = eqx.field(static=True)
+    epsilon: float | None = eqx.field(static=True)
+    threshold: float = eqx.field(static=True)
+
+    def __init__(self, source: Callable, target: Callable, n: int, *, epsilon=None,
+                 threshold=1e-3):
+        self.source, self.target = source, target
+        self.n = _checks.positive_int(n, "n", minimum=2)
+        self.epsilon = None if epsilon is None else float(_checks.positive(epsilon, "epsilon"))
+        self.threshold = float(_checks.positive(threshold, "threshold"))
+
+    def __call__(self, model: DepthControl, key) -> Scalar:
         k1, k2 = jax.random.split(key)
-        moved, aim = model(source(k1, n)), target(k2, n)
+        moved, aim = model(self.source(k1, self.n)), self.target(k2, self.n)
         finite = jnp.all(jnp.isfinite(moved))
-        value = sinkhorn_divergence(jnp.where(finite, moved, aim), aim, epsilon=epsilon,
-                                    threshold=threshold)
+        value = sinkhorn_divergence(jnp.where(finite, moved, aim), aim, epsilon=self.epsilon,
+                                    threshold=self.threshold)
         return jnp.where(finite, value, jnp.nan)
-
-    return loss

@@ -143,6 +143,10 @@ def fit(
       error is a terminal, outside a ``learn.quiet()`` block.
 
     Ctrl-C stops after the current chunk with a checkpoint and status ``INTERRUPTED``.
+
+    Compilation is shared by every call whose loss and model have the same structure and static
+    fields (losses are ``equinox.Module``s: their arrays are inputs, not constants) and that passes
+    the same optimizer object (optax optimizers are closures: build one per setting and reuse it).
     """
     steps = _checks.positive_int(steps, "steps")
     chunk = _checks.positive_int(chunk, "chunk")
