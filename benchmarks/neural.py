@@ -4,10 +4,10 @@
    RK4 steps, backprop through the solver) with the exact divergence (d JVPs per evaluation) vs
    Hutchinson's estimator (one JVP), over the dimension d. Baseline: exact.
 2. OT-Flow's Laplacian of the potential network: the structured exact trace
-   (``OTFlowPotential.gradient_and_laplacian``, which also returns the gradient and d/dt) vs dense
-   autodiff (``jacfwd(grad)`` per particle, ``fields.autodiff_laplacian``), alone and with the
-   gradient of its mean with respect to the network parameters (what a training step needs).
-   Baseline: structured.
+   (``OTFlowPotential.gradient_and_laplacian``, which also returns the gradient and d/dt) vs
+   dense autodiff (``jacfwd(grad)`` per particle, ``OTFlowPotential.autodiff_laplacian``), alone
+   and with the gradient of its mean with respect to the network parameters (what a training step
+   needs). Baseline: structured.
 Float32; each row records the largest difference to its baseline.
 """
 
@@ -56,7 +56,7 @@ def _trace_rows(quick, repeats):
         phi = fl.fields.OTFlowPotential(d, width=width, key=key, dtype=jnp.float32)
         x = jax.random.normal(jax.random.fold_in(key, 1), (n, d), jnp.float32)
         methods = {"structured exact": lambda p, x: p.gradient_and_laplacian(0.5, x)[2],
-                   "autodiff jacfwd(grad)": lambda p, x: fl.fields.autodiff_laplacian(p, 0.5, x)}
+                   "autodiff jacfwd(grad)": lambda p, x: p.autodiff_laplacian(0.5, x)}
         for what in ("value", "value and parameter gradient"):
             fns = {}
             for impl, lap in methods.items():

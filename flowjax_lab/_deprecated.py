@@ -4,17 +4,24 @@ import warnings
 from collections.abc import Callable
 
 
-def aliases(module: dict, renamed: dict[str, str]) -> Callable[[str], object]:
+def aliases(module: dict, renamed: dict[str, str],
+            moved: dict[str, tuple[object, str]] | None = None) -> Callable[[str], object]:
     """A module ``__getattr__`` for `module` (its ``globals()``) serving each old name of
-    `renamed` (old -> new) as the new one, with a ``DeprecationWarning`` naming the new one."""
+    `renamed` (old -> new name in the same module) as the new object, and each old name of
+    `moved` (old -> (object, where its replacement lives)) as that object, with a
+    ``DeprecationWarning`` naming the replacement."""
     where = module["__name__"]
+    moved = moved or {}
 
     def __getattr__(name: str):
         if name in renamed:
-            new = renamed[name]
-            warnings.warn(f"`{where}.{name}` is deprecated: use `{where}.{new}`.",
-                          DeprecationWarning, stacklevel=2)
-            return module[new]
-        raise AttributeError(f"module {where!r} has no attribute {name!r}")
+            obj, now = module[renamed[name]], f"{where}.{renamed[name]}"
+        elif name in moved:
+            obj, now = moved[name]
+        else:
+            raise AttributeError(f"module {where!r} has no attribute {name!r}")
+        warnings.warn(f"`{where}.{name}` is deprecated: use `{now}`.", DeprecationWarning,
+                      stacklevel=2)
+        return obj
 
     return __getattr__

@@ -25,7 +25,7 @@ CASES = [
     ("OTFlowPotential wrong dimension",
      lambda: fl.fields.OTFlowPotential(2, key=KEY).value(0.0, X3), ValueError, r"shape \(n, 2\)"),
     ("autodiff_laplacian wrong dimension",
-     lambda: fl.fields.autodiff_laplacian(fl.fields.OTFlowPotential(2, key=KEY), 0.0, X3),
+     lambda: fl.fields.OTFlowPotential(2, key=KEY).autodiff_laplacian(0.0, X3),
      ValueError, r"shape \(n, 2\)"),
     ("classifier one class", lambda: fl.learn.NeuralODEClassifier(2, 1, key=KEY), ValueError,
      "classes"),

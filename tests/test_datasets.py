@@ -159,3 +159,73 @@ def test_labels_are_components():
                         ("mixture", 3)):
         _, label = _draw(name)
         assert set(np.unique(label)) == set(range(count)), name
+
+
+# Real sets shipped inside scikit-learn.
+REAL_SIZES = {"digits": (1347, 450, 64, 10), "iris": (112, 38, 4, 3), "wine": (133, 45, 13, 3),
+              "breast_cancer": (426, 143, 30, 2)}
+
+
+def test_real_names_are_the_shipped_sets():
+    assert set(fl.datasets.real_names()) == set(REAL_SIZES)
+    assert not set(fl.datasets.real_names()) & set(NAMES)
+
+
+@pytest.mark.parametrize("name", sorted(REAL_SIZES))
+def test_real_split_is_fixed_disjoint_and_stratified(name):
+    n_train, n_test, dim, classes = REAL_SIZES[name]
+    x_train, y_train = (np.asarray(a) for a in fl.datasets.load(name, "train", scale="raw"))
+    x_test, y_test = (np.asarray(a) for a in fl.datasets.load(name, "test", scale="raw"))
+    assert x_train.shape == (n_train, dim) and x_test.shape == (n_test, dim)
+    assert x_train.dtype == np.float64  # the default float under this harness
+    # disjoint rows that together are the shipped set (as a multiset of rows)
+    from sklearn import datasets as shipped
+    full = getattr(shipped, f"load_{name}")()
+    rows = np.concatenate([x_train, x_test])
+    order = np.lexsort(rows.T)
+    reference = full.data[np.lexsort(full.data.T)]
+    np.testing.assert_array_equal(rows[order], reference)
+    # stratified: each class's share of the test split within one row of its share overall
+    counts = np.bincount(full.target, minlength=classes)
+    np.testing.assert_array_less(
+        np.abs(np.bincount(y_test, minlength=classes) - counts * n_test / counts.sum()), 1.0 + 1e-9)
+    # the same rows on every call
+    np.testing.assert_array_equal(np.asarray(fl.datasets.load(name, "test", scale="raw")[0]),
+                                  x_test)
+
+
+def test_digit_scales():
+    raw = np.asarray(fl.datasets.load("digits", scale="raw")[0])
+    assert raw.min() == 0 and raw.max() == 16 and np.all(raw == np.round(raw))
+    symmetric = np.asarray(fl.datasets.load("digits")[0])  # the default scale
+    np.testing.assert_allclose(symmetric, raw / 8 - 1, atol=1e-15)
+    standard = np.asarray(fl.datasets.load("digits", scale="standard")[0])
+    spread = raw.std(axis=0)
+    np.testing.assert_allclose(standard.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(standard.std(axis=0)[spread > 0], 1, atol=1e-12)
+    np.testing.assert_array_equal(standard[:, spread == 0], 0)  # constant pixels: centred only
+
+
+def test_tables_standardised_on_the_training_split():
+    x_train = np.asarray(fl.datasets.load("wine")[0])
+    np.testing.assert_allclose(x_train.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(x_train.std(axis=0), 1, atol=1e-12)
+    raw_test = np.asarray(fl.datasets.load("wine", "test", scale="raw")[0])
+    raw_train = np.asarray(fl.datasets.load("wine", scale="raw")[0])
+    np.testing.assert_allclose(
+        np.asarray(fl.datasets.load("wine", "test")[0]),
+        (raw_test - raw_train.mean(axis=0)) / raw_train.std(axis=0), atol=1e-12)
+
+
+def test_real_sample_draws_rows_of_the_split_under_jit():
+    x_test, y_test = (np.asarray(a) for a in fl.datasets.load("digits", "test"))
+    draw = jax.jit(lambda k: fl.datasets.sample_labeled("digits", k, 500, split="test",
+                                                        dtype=jnp.float32))
+    x, label = (np.asarray(a) for a in draw(jax.random.key(3)))
+    assert x.shape == (500, 64) and x.dtype == np.float32 and label.shape == (500,)
+    # every drawn row is a test row with its own label
+    distance = ((x[:, None, :] - x_test[None].astype(np.float32)) ** 2).sum(-1)
+    nearest = distance.argmin(axis=1)
+    np.testing.assert_array_equal(distance[np.arange(500), nearest], 0)
+    np.testing.assert_array_equal(y_test[nearest], label)
+    assert len(np.unique(nearest)) > 300  # 500 draws with replacement from 450 rows

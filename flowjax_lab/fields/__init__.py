@@ -13,12 +13,17 @@ from ._meanfield import (
     LinearNetworkField as LinearNetworkField,
     TwoLayerMeanField as TwoLayerMeanField,
 )
-from ._neural import (
-    MLPField as MLPField,
-    OTFlowPotential as OTFlowPotential,
-    autodiff_laplacian as autodiff_laplacian,
-)
+from ._neural import MLPField as MLPField, OTFlowPotential as OTFlowPotential
 from ._pointwise import Pointwise as Pointwise, pointwise as pointwise
 from ._transformer import residual_transformer as residual_transformer
+from ._unet import UNetField as UNetField
 
-__getattr__ = _aliases(globals(), {"Potential": "OTFlowPotential"})
+
+def _autodiff_laplacian(potential: OTFlowPotential, t, x):
+    """Deprecated: ``potential.autodiff_laplacian(t, x)``."""
+    return potential.autodiff_laplacian(t, x)
+
+
+__getattr__ = _aliases(globals(), {"Potential": "OTFlowPotential"},
+                       moved={"autodiff_laplacian": (_autodiff_laplacian,
+                                                     "OTFlowPotential.autodiff_laplacian")})

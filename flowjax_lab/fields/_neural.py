@@ -160,18 +160,16 @@ class OTFlowPotential(eqx.Module):
         trace = trace + jnp.trace(AtA[:d, :d])
         return grad_s[:, :d], grad_s[:, d], trace
 
+    def autodiff_laplacian(self, t, x) -> Array:
+        """``tr(grad_x^2 Phi)`` by dense autodiff (``jacfwd(grad)`` per particle), shape `(n,)`:
+        the reference for ``gradient_and_laplacian`` and its benchmark peer."""
+        self._check(x)
+        phi = lambda xi: self.value(t, xi[None])[0]
+        return jax.vmap(lambda xi: jnp.trace(jax.jacfwd(jax.grad(phi))(xi)))(x)
+
     def __call__(self, t, x, args=None) -> Particles:
         return -self.gradient_and_laplacian(t, x)[0]
 
     def divergence(self, t, x, args=None) -> Array:
         """Divergence of the velocity ``-grad_x Phi``: ``-tr(grad_x^2 Phi)``, shape `(n,)`."""
         return -self.gradient_and_laplacian(t, x)[2]
-
-
-def autodiff_laplacian(potential: OTFlowPotential, t, x) -> Array:
-    """``tr(grad_x^2 Phi)`` by dense autodiff (``jacfwd(grad)`` per particle), shape `(n,)`.
-
-    The reference for ``OTFlowPotential.gradient_and_laplacian``, and its benchmark peer.
-    """
-    phi = lambda xi: potential.value(t, xi[None])[0]
-    return jax.vmap(lambda xi: jnp.trace(jax.jacfwd(jax.grad(phi))(xi)))(x)

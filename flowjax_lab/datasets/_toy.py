@@ -1,7 +1,7 @@
 """Toy distributions as pure JAX samplers: jit-compatible and deterministic for a key.
 
-``sample(name, key, n)`` returns a cloud of shape ``(n, d)``; ``sample_labeled`` also returns the
-component each point came from (moons, circles, spirals, 8gaussians, mixture), shape ``(n,)``.
+Each sampler returns a cloud of shape ``(n, d)`` and the component each point came from (moons,
+circles, spirals, 8gaussians, mixture), shape ``(n,)``.
 Scales follow the flow-matching literature: 8gaussians on a circle of radius 5 (standard deviation
 sqrt(0.1)), moons = 2 * make_moons(noise=0.05) - 1, checkerboard and spirals as in FFJORD.
 """
@@ -11,8 +11,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from . import _checks
-from ._types import Key, Labels, Particles
+from .._types import Key, Labels, Particles
 
 Sampler = Callable[..., tuple[Particles, Labels]]
 
@@ -92,35 +91,18 @@ _SAMPLERS: dict[str, tuple[Sampler, bool]] = {
 
 
 def names() -> list[str]:
-    """The data-set names ``sample`` accepts."""
+    """The toy data-set names (generated, any size)."""
     return sorted(_SAMPLERS)
 
 
-def sample_labeled(name: str, key: Key, n: int, *, dim: int = 2, dtype=None, **options):
-    """Draw ``n`` points and their component labels: shapes ``(n, dim)`` and ``(n,)``.
-
-    ``dim`` other than 2 is accepted by "gaussian" and "mixture" only. ``options`` reach the
-    sampler (``noise`` for moons/circles, ``radius``/``std`` for 8gaussians/mixture, ...).
-    """
-    name = _checks.choice(name, _SAMPLERS, "name")
-    key = _checks.key(key)
-    n = _checks.positive_int(n, "n")
-    dim = _checks.positive_int(dim, "dim")
+def draw(name: str, key: Key, n: int, dim: int, dtype, options: dict):
+    """Points ``(n, dim)`` and component labels ``(n,)`` of a toy set; arguments checked."""
     sampler, any_dim = _SAMPLERS[name]
     if not any_dim and dim != 2:
         raise ValueError(f"`dim` must be 2 for data set {name!r}, got {dim}.")
     if name == "mixture" and dim < 2:
         raise ValueError(f"`dim` must be >= 2 for data set 'mixture', got {dim}.")
-    dtype = _checks.float_dtype(dtype)
     try:
         return sampler(key, n, dim, dtype, **options)
     except TypeError as err:
         raise TypeError(f"Bad options {sorted(options)} for data set {name!r}: {err}") from err
-
-
-def sample(name: str, key: Key, n: int, *, dim: int = 2, dtype=None, **options) -> Particles:
-    """Draw ``n`` points of the named toy distribution, shape ``(n, dim)``.
-
-    Names: gaussian, 8gaussians, moons, checkerboard, spirals, circles, mixture.
-    """
-    return sample_labeled(name, key, n, dim=dim, dtype=dtype, **options)[0]
