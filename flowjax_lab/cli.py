@@ -118,12 +118,15 @@ def cmd_reproduce(args) -> int:
     from ._reproduce import reproduce
 
     names = None
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}.")
     if args.only:
         names = [_user_errors(experiments.get, n.strip()).name
                  for n in args.only.split(",") if n.strip()]
     try:
         passed = reproduce(Path(args.out), quick=args.quick, seed=args.seed, names=names,
-                           resume=args.resume, dtype=args.dtype, progress=not args.quiet)
+                           resume=args.resume, dtype=args.dtype, progress=not args.quiet,
+                           jobs=args.jobs)
     except OSError as err:
         raise UserError(f"cannot write the report in {args.out}: {err}") from err
     return 0 if passed else 1
@@ -184,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--only", metavar="NAME[,NAME]", help="run only these experiments")
     rep.add_argument("--resume", action="store_true",
                      help="keep finished runs with the same config and resume training runs")
+    rep.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="experiments run at once, each in its own process (default: 1; one per "
+                     "CPU core is a good choice on a CPU, 1 on a GPU, whose memory each process "
+                     "would claim)")
     rep.set_defaults(func=cmd_reproduce)
 
     def cmd_bench(args) -> int:  # benchmarks/ ships with the source checkout, not the wheel

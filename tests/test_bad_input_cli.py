@@ -23,6 +23,7 @@ from flowjax_lab.experiments import _registry
     (["run", "gaussian-transport", "--preset", "paper"], r"Unknown `preset` 'paper'"),
     (["run", "fm-2d-protocol", "--preset", "paper", "--quick"], r"either `quick` or `preset`"),
     (["reproduce", "--only", "nope"], r"Unknown `experiment` 'nope'"),
+    (["reproduce", "--jobs", "0"], r"--jobs must be at least 1, got 0"),
 ])
 def test_cli_user_mistakes(argv, message, capsys, tmp_path):
     assert cli.main([*argv, "--out", str(tmp_path), "--dtype", "float64"]) == 2

@@ -142,3 +142,18 @@ def test_resume_of_a_folder_run_with_other_settings_is_reported_not_rerun(toys, 
     assert fl.reproduce(tmp_path, names=["heat-a", "heat-z"], resume=True) is False
     assert "other settings" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "heat-a" / "metrics.json").read_text() == first
+
+
+def test_jobs_run_in_fresh_processes_with_the_same_results(tmp_path):
+    # a registered experiment (the workers import the registry afresh), in a worker process
+    # that takes this process's JAX settings (x64 here), then in this process
+    from flowjax_lab.experiments._run_folder import run_all
+
+    kwargs = {"quick": True, "progress": False}
+    [spawned] = run_all(tmp_path / "jobs", ["aggregation"], jobs=2, **kwargs)
+    [here] = run_all(tmp_path / "here", ["aggregation"], **kwargs)
+    assert spawned.passed and here.passed
+    assert spawned.metrics == here.metrics
+    assert (tmp_path / "jobs" / "aggregation" / "metrics.json").exists()
+    with pytest.raises(ValueError, match=r"`jobs` must be an integer >= 1, got 0"):
+        next(run_all(tmp_path, ["aggregation"], jobs=0))

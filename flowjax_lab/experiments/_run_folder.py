@@ -6,8 +6,11 @@ marks a finished run), a training experiment checkpoints into ``checkpoint/``, a
 fails to render is reported in the result instead of losing the run.
 """
 
+import concurrent.futures
 import dataclasses
+import functools
 import json
+import multiprocessing
 import shutil
 import traceback
 from collections.abc import Iterator, Sequence
@@ -75,34 +78,75 @@ def _failed(name: str, message: str, trace: str | None = None) -> Result:
 
 
 def run_all(out, names: Sequence[str] | None = None, *, quick: bool = False, seed: int = 0,
-            resume: bool = False, dtype: str | None = None,
-            progress: bool = True) -> Iterator[Result]:
+            resume: bool = False, dtype: str | None = None, progress: bool = True,
+            jobs: int = 1) -> Iterator[Result]:
     """Run every registered experiment (or `names`) into ``out``, yielding each result.
 
     A failing experiment is yielded with its error and the others go on; a module that failed to
     import is yielded first as a failed result (when `names` is None). Ctrl-C propagates.
     `dtype` replaces every config's own; `progress` shows a bar and a line per experiment.
+    `jobs` > 1 runs that many experiments at once, each in its own process (started fresh, with
+    this process's JAX settings), and yields them as they finish; results do not depend on it.
     """
     chosen = _registry.names() if names is None else [_registry.get(n).name for n in names]
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"`jobs` must be an integer >= 1, got {jobs!r}.")
     if names is None:
         for module, trace in _registry.broken().items():
             yield _failed(f"{module} (module)", "ImportError: the module failed to import.", trace)
-    bar = tqdm(chosen, desc="reproduce", unit="exp", dynamic_ncols=True, disable=not progress)
+    task = functools.partial(_run_reported, out, quick=quick, seed=seed, resume=resume,
+                             dtype=dtype)
+    bar = tqdm(total=len(chosen), desc="reproduce", unit="exp", dynamic_ncols=True,
+               disable=not progress)
     try:
-        for name in bar:
-            bar.set_postfix_str(name)
-            try:
-                result = run_into(out, name, quick=quick, seed=seed, resume=resume,
-                                  overrides={"dtype": dtype} if dtype else None)
-            except OSError:
-                raise
-            except Exception as err:  # a broken config or an unresumable folder is reported
-                result = _failed(name, f"{type(err).__name__}: {err}", traceback.format_exc())
+        for result in _in_processes(task, chosen, jobs) if jobs > 1 else map(task, chosen):
+            bar.update()
             if progress:
                 tqdm.write(line(result))
             yield result
     finally:
         bar.close()
+
+
+def _run_reported(out, name: str, *, quick: bool, seed: int, resume: bool,
+                  dtype: str | None) -> Result:
+    """``run_into`` with a broken config or an unresumable folder reported as a failed result."""
+    try:
+        return run_into(out, name, quick=quick, seed=seed, resume=resume,
+                        overrides={"dtype": dtype} if dtype else None)
+    except OSError:
+        raise
+    except Exception as err:
+        return _failed(name, f"{type(err).__name__}: {err}", traceback.format_exc())
+
+
+_SHARED_SETTINGS = ("jax_platforms", "jax_enable_x64", "jax_compilation_cache_dir",
+                    "jax_persistent_cache_min_compile_time_secs")
+
+
+def _apply_settings(settings: dict) -> None:
+    import jax
+
+    for name, value in settings.items():
+        jax.config.update(name, value)
+
+
+def _in_processes(task, chosen: list[str], jobs: int) -> Iterator[Result]:
+    """``task(name)`` for each name in `jobs` fresh processes, in order of completion."""
+    import jax
+
+    settings = {k: getattr(jax.config, k) for k in _SHARED_SETTINGS
+                if getattr(jax.config, k) is not None}
+    with concurrent.futures.ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_apply_settings, initargs=(settings,)) as pool:
+        pending = [pool.submit(task, name) for name in chosen]
+        try:
+            for future in concurrent.futures.as_completed(pending):
+                yield future.result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def line(result: Result) -> str:
