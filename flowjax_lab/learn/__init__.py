@@ -1,6 +1,11 @@
 """Losses and training loops: flow matching, CNFs, OT-Flow, MFGs, neural ODEs, mean-field nets."""
 
 from .._deprecated import aliases as _aliases
+from ._char_transformer import (
+    CharTransformer as CharTransformer,
+    NextCharacterLoss as NextCharacterLoss,
+    sequence_loss as sequence_loss,
+)
 from ._cnf import CNF as CNF, LikelihoodLoss as LikelihoodLoss
 from ._depth_control import (
     DepthControl as DepthControl,
