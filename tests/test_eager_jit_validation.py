@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 import test_bad_input_attention
+import test_bad_input_digits_fields
 import test_bad_input_flow_matching
 import test_bad_input_flows
 import test_bad_input_foundation
@@ -38,6 +39,7 @@ TABLES = {
     "foundation": test_bad_input_foundation.ROWS,
     "flow_matching": test_bad_input_flow_matching.CASES,
     "attention": test_bad_input_attention.CASES,
+    "digits_fields": [case[1:] for case in test_bad_input_digits_fields.CASES],
     "flows": test_bad_input_flows.ROWS,
     "neural": [case[1:] for case in test_bad_input_neural.CASES],
     "parallel": test_bad_input_parallel.CASES,
