@@ -32,3 +32,16 @@ def getkey():
     """A fresh, deterministic key per call within a test."""
     keys = iter(jax.random.split(jax.random.key(1234), 1000))
     return lambda: next(keys)
+
+
+@pytest.fixture
+def fresh_traces():
+    """Drop compiled functions before and after a test that patches a function called inside
+    them, so the patch is traced and does not outlive the test."""
+    import equinox as eqx
+
+    eqx.clear_caches()
+    jax.clear_caches()
+    yield
+    eqx.clear_caches()
+    jax.clear_caches()

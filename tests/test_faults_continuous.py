@@ -1,7 +1,6 @@
 """Planted faults in the continuous-time network experiments (cnf-2d, otflow-moons,
 anode-circles): each must make a named check fail."""
 
-import equinox as eqx
 import jax
 import numpy as np
 import pytest
@@ -21,25 +20,6 @@ def run(name, **overrides):
     return fl.experiments.run(name, quick=True, **overrides)
 
 
-@pytest.fixture
-def fresh_traces():
-    """Drop compiled functions before and after a test that patches a function called inside
-    them, so the patch is traced and does not outlive the test."""
-    eqx.clear_caches()
-    jax.clear_caches()
-    yield
-    eqx.clear_caches()
-    jax.clear_caches()
-
-
-@pytest.mark.parametrize("name, module, sizes, caught", [
-    # an untrained flow is no better than one Gaussian
-    ("cnf-2d", cnf_2d, CNF, ["vs untrained", "best single Gaussian"]),
-    # two untrained models tie: no penalty makes a difference
-    ("otflow-moons", otflow_moons, OTFLOW, ["vs untrained", "straightens paths",
-                                            "lowers the HJB residual"]),
-    ("anode-circles", anode_circles, ANODE, ["vs untrained", "vs the Bayes classifier"]),
-])
 def test_untrained(monkeypatch, name, module, sizes, caught):
     untrained(monkeypatch, module)
     assert_caught(run(name, **sizes), *caught)

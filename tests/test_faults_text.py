@@ -4,7 +4,6 @@ The fakes of `faults` train nothing (no gradient is compiled); evaluation sizes 
 held-out blocks, one short sample) to keep the file short.
 """
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import pytest
@@ -41,17 +40,6 @@ def test_causal_mask_off(monkeypatch):
     untrained(monkeypatch, transformer_text)
     result = fl.experiments.run("transformer-text", quick=True, **SMALL)
     assert_caught(result, "later characters hidden")
-
-
-@pytest.fixture
-def fresh_traces():
-    """Drop compiled functions before and after a test that patches a method called inside
-    them, so the patch is traced and does not outlive the test."""
-    eqx.clear_caches()
-    jax.clear_caches()
-    yield
-    eqx.clear_caches()
-    jax.clear_caches()
 
 
 def test_depth_steps_not_refined(monkeypatch, fresh_traces):
