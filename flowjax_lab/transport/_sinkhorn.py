@@ -25,6 +25,12 @@ Decisions recorded here (ott-jax 0.6.0 with jax 0.10):
   ``select`` and both solves run). The kernel route is skipped up front when some point's nearest
   cost exceeds half the dtype's exponent range times epsilon (its kernel row would be ~0), and
   when one ``(n, m)`` matrix would exceed `KERNEL_MAX_BYTES`.
+- Above `KERNEL_MAX_BYTES` (or with `block_size`), the log domain runs on `BlockPointCloud`
+  (`_block_geometry`): ott-jax's own loop, error check and implicit backward pass, with kernel
+  products computed a block of rows at a time, so no `(n, m)` array exists. ott-jax's online
+  ``PointCloud(batch_size=...)`` would do this but is broken with jax >= 0.9 (ott-jax issue 700).
+  `SinkhornResult.transport_cost` and `barycentric_map` are block-wise too; `plan` and
+  `cost_matrix` refuse past `KERNEL_MAX_BYTES` instead of allocating.
 """
 
 import equinox as eqx
@@ -35,13 +41,15 @@ from ott.geometry import geometry, pointcloud
 from ott.problems.linear import linear_problem
 from ott.solvers.linear import acceleration, sinkhorn as ott_sinkhorn
 
-from .. import _checks
+from .. import _blocks, _checks
 from .._status import HasStatus, Status, finite_status, raise_if_failed
 from .._types import Array, Particles, Scalar
+from ._block_geometry import BlockPointCloud, squared_distances
 from ._ott import promoted
 
 # Largest (n, m) matrix (bytes) for which the default mode tries the kernel route: it holds the
 # cost and the kernel (2 n m entries) for the whole solve. 512 MiB: n = m = 11585 in float32.
+# Above it the log domain runs on blocks of rows, and `SinkhornResult.plan` refuses.
 KERNEL_MAX_BYTES = 2**29
 
 
@@ -60,13 +68,18 @@ def uniform(n: int, dtype) -> Array:
 
 
 def default_epsilon(x, y) -> Scalar:
-    """ott-jax's default regularisation, 1/20 of the mean of |x_i - y_j|^2, in the dtype of `x`.
+    """ott-jax's default regularisation, 1/20 of the mean of |x_i - y_j|^2 over all pairs, in the
+    dtype of `x`.
 
-    Computed in closed form (no (n, m) matrix); ott-jax's own default is float64 under x64
-    even for float32 clouds, which breaks its solver.
+    Computed in closed form, no (n, m) matrix: the mean over pairs is
+    ``var(x) + var(y) + |mean(x) - mean(y)|^2`` (each variance the mean squared distance to the
+    cloud's mean), the centred form of ``mean|x|^2 + mean|y|^2 - 2 <mean x, mean y>``, which does
+    not cancel in float32 for clouds far from the origin. ott-jax's own default is float64 under
+    x64 even for float32 clouds, which breaks its solver.
     """
-    mean_cost = (jnp.mean(jnp.sum(x**2, axis=1)) + jnp.mean(jnp.sum(y**2, axis=1))
-                 - 2 * jnp.mean(x, axis=0) @ jnp.mean(y, axis=0))
+    mx, my = jnp.mean(x, axis=0, keepdims=True), jnp.mean(y, axis=0, keepdims=True)
+    mean_cost = (jnp.mean(jnp.sum((x - mx) ** 2, axis=1)) + jnp.mean(jnp.sum((y - my) ** 2, axis=1))
+                 + jnp.sum((mx - my) ** 2))
     return (0.05 * mean_cost).astype(x.dtype)
 
 
@@ -148,24 +161,83 @@ class SinkhornResult(HasStatus, eqx.Module):
         """Boolean array: did the solve converge to a finite solution?"""
         return self.ok
 
-    def cost_matrix(self) -> Array:
-        """|x_i - y_j|^2, shape `(n, m)` (dense: small clouds only)."""
-        return jnp.sum((self.x[:, None, :] - self.y[None, :, :]) ** 2, axis=-1)
+    def cost_matrix(self, *, max_bytes: int | None = None) -> Array:
+        """|x_i - y_j|^2, shape `(n, m)`; refused (``ValueError``) when it would take more than
+        `max_bytes` (default `KERNEL_MAX_BYTES`, 512 MiB)."""
+        _check_dense(self.x, self.y, "cost_matrix", max_bytes)
+        return self._dense_cost()
 
-    def plan(self) -> Array:
+    def plan(self, *, max_bytes: int | None = None) -> Array:
         """The entropic plan ``P_ij = exp((f_i + g_j - C_ij) / eps)``, shape `(n, m)`.
 
-        (ott-jax's potentials absorb the weights: the plan's marginals are `a` and `b`.)
+        (ott-jax's potentials absorb the weights: the plan's marginals are `a` and `b`.) Refused
+        (``ValueError``) when the `(n, m)` array would take more than `max_bytes` (default
+        `KERNEL_MAX_BYTES`, 512 MiB, n = m = 11585 in float32): `transport_cost` and
+        `barycentric_map` compute what is usually wanted from it block by block.
         """
-        return jnp.exp((self.f[:, None] + self.g[None, :] - self.cost_matrix()) / self.epsilon)
+        _check_dense(self.x, self.y, "plan", max_bytes)
+        return jnp.exp((self.f[:, None] + self.g[None, :] - self._dense_cost()) / self.epsilon)
 
     def transport_cost(self) -> Scalar:
-        """``<P, C>``, the unregularised cost of the entropic plan."""
-        return jnp.sum(self.plan() * self.cost_matrix())
+        """``<P, C>``, the unregularised cost of the entropic plan, summed a block of rows at a
+        time (no `(n, m)` array past `_blocks.PAIR_BUDGET_BYTES`)."""
+        g, eps = self.g, self.epsilon
+
+        def block(data, y_columns):
+            xb, fb = data
+            cost = squared_distances(xb, y_columns)
+            return jnp.sum(jnp.exp((fb[:, None] + g[None, :] - cost) / eps) * cost, axis=1)
+
+        return jnp.sum(_blocks.map_rows(block, (self.x, self.f), self.y, self._rows()))
+
+    def barycentric_map(self) -> Particles:
+        """The barycentric projection ``T(x_i) = sum_j P_ij y_j / sum_j P_ij``, `(n, d)`: the
+        entropic transport map at the points `x`, computed a block of rows at a time.
+
+        The plan's row sums are `a` once the solve has converged (its last update fits them), so
+        this is ``sum_j P_ij y_j / a_i``; as a softmax over `j` of ``(g_j - C_ij) / eps`` it is a
+        convex combination of the `y_j` (defined even where ``a_i = 0``).
+        """
+        g, eps = self.g, self.epsilon
+
+        def block(xb, y_columns):
+            weights = jax.nn.softmax((g[None, :] - squared_distances(xb, y_columns)) / eps, axis=1)
+            return jnp.einsum("ij,kj->ik", weights, y_columns)
+
+        return _blocks.map_rows(block, self.x, self.y, self._rows())
+
+    def _dense_cost(self) -> Array:
+        return jnp.sum((self.x[:, None, :] - self.y[None, :, :]) ** 2, axis=-1)
+
+    def _rows(self) -> int:
+        n, m = self.x.shape[0], self.y.shape[0]
+        return _blocks.row_block(n, m, self.x.dtype)
+
+
+def _check_dense(x, y, what: str, max_bytes) -> None:
+    """Refuse an `(n, m)` array of `x`'s dtype larger than `max_bytes` (default
+    `KERNEL_MAX_BYTES`), naming its size and the block-wise alternatives."""
+    limit = KERNEL_MAX_BYTES if max_bytes is None else _checks.positive_int(max_bytes,
+                                                                              "max_bytes")
+    n, m = x.shape[0], y.shape[0]
+    size = n * m * jnp.dtype(x.dtype).itemsize
+    if size > limit:
+        raise ValueError(
+            f"`{what}()` would allocate an (n, m) = ({n}, {m}) array of {jnp.dtype(x.dtype).name}, "
+            f"{_in_units(size)}, above `max_bytes` = {_in_units(limit)}. Use `transport_cost()` or "
+            "`barycentric_map()` (block-wise), or pass a larger `max_bytes`."
+        )
+
+
+def _in_units(size: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iterations=2000,
-             momentum=None, lse_mode=None, throw=False) -> SinkhornResult:
+             momentum=None, lse_mode=None, block_size=None, throw=False) -> SinkhornResult:
     """Entropic OT between clouds `x` `(n, d)` and `y` `(m, d)` by Sinkhorn's algorithm (ott-jax).
 
     **Arguments:**
@@ -186,11 +258,17 @@ def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iteratio
       its result checked (finite potentials, both marginals within `threshold`, recomputed in
       the log domain) and, when the check fails, solved again in the log domain: the speed of
       the kernel, the stability of the log domain. Costs a dense `(n, m)` kernel while the
-      solve runs (above `KERNEL_MAX_BYTES` the log domain is used directly), and compiles both
-      solves; under ``vmap`` the choice becomes a ``select`` and both solves run (pass
-      `lse_mode=True` or `False` there). `True`: log-sum-exp updates only (stable for any
+      solve runs (above `KERNEL_MAX_BYTES` the log domain runs on blocks, see `block_size`),
+      and compiles both solves; under ``vmap`` the choice becomes a ``select`` and both solves
+      run (pass `lse_mode=True` or `False` there). `True`: log-sum-exp updates only (stable for any
       epsilon, no `(n, m)` array held across iterations). `False`: kernel mode only, failures
-      reported in `status`.
+      reported in `status` (a dense kernel at any size).
+    - `block_size`: `None` (default) chooses: above `KERNEL_MAX_BYTES` per `(n, m)` array the
+      log domain runs on blocks of rows (`BlockPointCloud`: each kernel product recomputes the
+      costs of one block of rows at a time, memory ``O((n + m) d + rows * max(n, m))`` with rows
+      fitting `_blocks.PAIR_BUDGET_BYTES` and a cache-sized block), for the solve and its
+      gradient; below it, as above. An integer >= 1 forces the log domain on blocks of that
+      many rows at any size (not with `lse_mode=False`).
     - `throw`: raise the status message when the solve fails (``RuntimeError``; an ``error_if``
       under ``jit``) instead of only reporting it in `status`.
     """
@@ -198,22 +276,29 @@ def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iteratio
     epsilon, threshold, max_iterations, momentum, lse_mode = check_options(
         epsilon=epsilon, threshold=threshold, max_iterations=max_iterations, momentum=momentum,
         lse_mode=lse_mode)
+    if block_size is not None:
+        block_size = _checks.positive_int(block_size, "block_size")
+        if lse_mode is False:
+            raise ValueError("`block_size` runs the log domain on blocks; it cannot be combined "
+                             "with lse_mode=False (kernel mode).")
     a = uniform(x.shape[0], x.dtype) if a is None else a
     b = uniform(y.shape[0], x.dtype) if b is None else b
     epsilon = default_epsilon(x, y) if epsilon is None else jnp.asarray(epsilon, x.dtype)
-    mode = _mode(lse_mode, x.shape[0], y.shape[0], x.dtype)
-    result = _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, mode)
+    mode, block = _mode(lse_mode, block_size, x.shape[0], y.shape[0], x.dtype)
+    result = _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, mode, block)
     return raise_if_failed(result, result.status, "sinkhorn") if throw else result
 
 
-def _mode(lse_mode, n: int, m: int, dtype) -> str:
-    """"log", "kernel" or "auto" (kernel, checked, log as the fallback)."""
-    if lse_mode is True:
-        return "log"
+def _mode(lse_mode, block_size, n: int, m: int, dtype) -> tuple[str, int | None]:
+    """The route and its rows per block: "log", "kernel", "auto" (kernel, checked, log as the
+    fallback) with `None`, or "block" (log domain on `BlockPointCloud`) with the rows."""
+    if block_size is not None:
+        return "block", block_size
     if lse_mode is False:
-        return "kernel"
-    fits = n * m * jnp.dtype(dtype).itemsize <= KERNEL_MAX_BYTES
-    return "auto" if fits else "log"
+        return "kernel", None
+    if n * m * jnp.dtype(dtype).itemsize <= KERNEL_MAX_BYTES:
+        return ("log" if lse_mode else "auto"), None
+    return "block", _blocks.row_block(min(n, m), max(n, m), dtype)
 
 
 @jax.tree_util.register_pytree_node_class
@@ -253,7 +338,7 @@ def _ott_status(out):
 
 
 @eqx.filter_jit
-def _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, mode):
+def _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, mode, block):
     extra = {}
     if momentum is not None:
         # start=0: constant weight from the first iteration (no adaptive schedule).
@@ -270,6 +355,10 @@ def _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, mode):
 
     def log_solve(x, y, a, b, epsilon):
         geom = pointcloud.PointCloud(x, y, epsilon=epsilon)
+        return pack(solver(True)(linear_problem.LinearProblem(geom, a=a, b=b)), geom.epsilon)
+
+    def block_solve(x, y, a, b, epsilon):
+        geom = BlockPointCloud(x, y, epsilon=epsilon, batch_size=block)
         return pack(solver(True)(linear_problem.LinearProblem(geom, a=a, b=b)), geom.epsilon)
 
     def kernel_solve(x, y, a, b, epsilon):
@@ -308,5 +397,5 @@ def _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, mode):
         return jax.lax.cond(retry, log_solve, lambda *_: kernel, *args)
 
     solve = {"log": log_solve, "kernel": lambda *args: kernel_solve(*args)[0],
-             "auto": auto_solve}[mode]
+             "auto": auto_solve, "block": block_solve}[mode]
     return SinkhornResult(*promoted(solve)(x, y, a, b, epsilon), x, y, a, b)
