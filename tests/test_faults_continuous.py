@@ -20,6 +20,14 @@ def run(name, **overrides):
     return fl.experiments.run(name, quick=True, **overrides)
 
 
+@pytest.mark.parametrize("name, module, sizes, caught", [
+    # an untrained flow is no better than one Gaussian
+    ("cnf-2d", cnf_2d, CNF, ["vs untrained", "best single Gaussian"]),
+    # two untrained models tie: no penalty makes a difference
+    ("otflow-moons", otflow_moons, OTFLOW, ["vs untrained", "straightens paths",
+                                            "lowers the HJB residual"]),
+    ("anode-circles", anode_circles, ANODE, ["vs untrained", "vs the Bayes classifier"]),
+])
 def test_untrained(monkeypatch, name, module, sizes, caught):
     untrained(monkeypatch, module)
     assert_caught(run(name, **sizes), *caught)
