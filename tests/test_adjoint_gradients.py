@@ -57,6 +57,7 @@ def continuous_gradient(problem):
     return _flat(jax.grad(lambda p: _loss(p, apply, x0, adjoint="recursive", **options))(params))
 
 
+@pytest.mark.slow
 def test_backsolve_and_recursive_agree_with_tight_tolerances(problem, continuous_gradient):
     params, apply, x0 = problem
     options = {"rtol": 1e-11, "atol": 1e-11}
@@ -64,6 +65,7 @@ def test_backsolve_and_recursive_agree_with_tight_tolerances(problem, continuous
     assert _rel(g_back, continuous_gradient) < 1e-7
 
 
+@pytest.mark.slow
 def test_fixed_step_adjoint_converges_at_fourth_order(problem, continuous_gradient):
     """The continuous adjoint solved with fixed RK4 steps h has an O(h^4) error."""
     params, apply, x0 = problem

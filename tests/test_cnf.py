@@ -13,6 +13,7 @@ def model():
     return fl.learn.CNF(2, width=16, steps=8, key=jax.random.key(7), dtype=jnp.float64)
 
 
+@pytest.mark.slow
 def test_forward_and_backward_change_of_variables_agree(model, getkey):
     """log p_1(x_1) from the forward solve (log N(z) - int div) equals the backward solve's; the
     gap shrinks at RK4's order as the steps grow. (Reconstruction: experiment cnf-2d.)"""

@@ -4,10 +4,12 @@ finite differences; the in-context map against the full dynamics."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from flowjax_lab.learn import DepthControl, DepthControlLoss
 
 
+@pytest.mark.slow
 def test_gradient_through_dynamics_matches_finite_differences(getkey):
     model = DepthControl.init(getkey(), 2, 3, scale=0.3)
     x0 = jax.random.normal(getkey(), (16, 2))

@@ -52,6 +52,7 @@ def run_depth(**overrides):
 
 @pytest.mark.parametrize("run", [run_riccati, run_students, run_depth],
                          ids=["riccati", "students", "depth"])
+@pytest.mark.slow
 def test_unplanted_runs_pass_at_the_test_sizes(run):
     # so that a failed check in the tests below comes from the planted fault
     result = run()

@@ -175,6 +175,7 @@ SIZES = {"attention-blowup": BLOWUP, "attention-gaussian-closure": CLOSURE,
 
 
 @pytest.mark.parametrize("name", SIZES)
+@pytest.mark.slow
 def test_sizes_of_the_fault_tests_pass_without_a_fault(name):
     result = fl.experiments.run(name, quick=True, **SIZES[name])
     assert result.passed, result.table()

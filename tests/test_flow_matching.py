@@ -87,6 +87,7 @@ def test_loss_at_the_exact_field_is_the_conditional_variance(getkey):
     assert float(loss(perturbed, key)) > value + 0.05
 
 
+@pytest.mark.slow
 def test_exact_gaussian_pushforward_likelihood_forward_and_backward(getkey):
     """For the exact linear field, the density carried forward from N(0, I) and the likelihood
     computed backwards both equal the N(0, COV1) density."""
@@ -103,6 +104,7 @@ def test_exact_gaussian_pushforward_likelihood_forward_and_backward(getkey):
     np.testing.assert_allclose(logp, target.log_prob(x1), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_generate_then_likelihood_round_trip_for_a_network(getkey):
     # A smooth activation: SELU's kink makes the divergence discontinuous and costs accuracy.
     model = fl.fields.MLPField(2, width=16, depth=2, activation=jnp.tanh, key=getkey())
@@ -154,6 +156,7 @@ def test_ot_cfm_trains_inside_fit(getkey):
     assert np.mean(result.losses[-20:]) < 0.5 * np.mean(result.losses[:20])
 
 
+@pytest.mark.slow
 def test_path_metrics_on_straight_and_curved_flows(getkey):
     """Straight paths (one data point): the kinetic energy is W2^2 and NPE is 0, one Euler step
     suffices. The Gaussian FM flow: energy from the solve equals the finite-difference energy of

@@ -5,6 +5,7 @@ import math
 
 import equinox as eqx
 import jax.numpy as jnp
+import pytest
 
 import flowjax_lab as fl
 
@@ -27,6 +28,7 @@ def _constant_potential(dim, key):
     return eqx.tree_at(lambda p: (p.w, p.A, p.c), phi, replace_fn=jnp.zeros_like)
 
 
+@pytest.mark.slow
 def test_constant_value_function_leaves_the_crowd_in_place(getkey):
     """With Phi constant nobody moves: L = 0, G = KL(rho_0 | rho_1) = |6|^2 / (2 * 0.3) = 60 in
     every dimension, F = E_rho0 Q = 50 N((0, 3); 0, diag(1.3, 0.8)), HJB = a_2 F."""

@@ -20,6 +20,7 @@ def test_gradient_potential_field_is_minus_the_gradient(getkey):
         np.testing.assert_allclose(model(0.0, x)[:, k], -fd, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_snapshot_loss_prefers_the_true_field(getkey):
     truth = fl.fields.pointwise(lambda t, x, a: -x + jnp.array([1.0, 0.0]))
     times = jnp.array([0.0, 0.5, 1.0])

@@ -41,6 +41,7 @@ def test_w2_is_permutation_invariant_and_jittable(getkey):
     np.testing.assert_allclose(w2(x[perm], y), w2(x, y), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_auto_uses_sinkhorn_for_unequal_sizes_and_weights(getkey):
     x, y = jax.random.normal(getkey(), (40, 2)), jax.random.normal(getkey(), (50, 2)) + 3.0
     value, method = fl.transport.w2(x, y, return_method=True, epsilon=1e-2)
@@ -51,6 +52,7 @@ def test_auto_uses_sinkhorn_for_unequal_sizes_and_weights(getkey):
     assert fl.transport.w2(x, x[:40], a=a, return_method=True)[1] == "sinkhorn"
 
 
+@pytest.mark.slow
 def test_gaussian_w2_two_routes_and_against_samples(getkey):
     m0, m1 = jnp.array([0.0, 1.0]), jnp.array([1.0, -0.5])
     ott_value = fl.transport.gaussian_w2_squared(m0, COV0, m1, COV1)
@@ -270,6 +272,7 @@ def test_converged_means_a_finite_solution_even_with_too_much_momentum(getkey):
     assert seen_divergence  # the case the check is for did occur
 
 
+@pytest.mark.slow
 def test_sinkhorn_divergence_with_momentum_gradient_matches_finite_differences(getkey):
     x, y = jax.random.normal(getkey(), (10, 2)), jax.random.normal(getkey(), (12, 2))
     fn = lambda z: fl.transport.sinkhorn_divergence(z, y, epsilon=0.5, threshold=1e-10,
