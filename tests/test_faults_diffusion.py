@@ -20,14 +20,16 @@ NAME = "diffusion-gaussian-samplers"
 real_score = experiment.exact_score
 
 
-def run(**overrides):
-    return fl.experiments.run(NAME, quick=True, **overrides)
+def run(*samplers, **overrides):
+    """The quick run with only `samplers`: the ones whose checks the fault must fail."""
+    return fl.experiments.run(NAME, quick=True, samplers=samplers, **overrides)
 
 
 def test_negated_score(monkeypatch):
     monkeypatch.setattr(experiment, "exact_score", lambda process, cov0: (
         lambda t, x: -real_score(process, cov0)(t, x)))
-    assert_caught(run(), "ddim: particle covariance vs recursion",
+    assert_caught(run("ddim", "reverse_sde_euler_maruyama"),
+                  "ddim: particle covariance vs recursion",
                   "reverse_sde_euler_maruyama: particle covariance vs recursion")
 
 
@@ -38,19 +40,20 @@ def test_score_of_the_wrong_covariance(monkeypatch):
         rot = jnp.asarray([[c, s], [-s, c]], cov0.dtype)
         return real_score(process, rot @ cov0 @ rot.T)
     monkeypatch.setattr(experiment, "exact_score", wrong)
-    assert_caught(run(), "heun_edm: particle covariance vs recursion",
+    assert_caught(run("heun_edm", "reverse_sde_heun"), "heun_edm: particle covariance vs recursion",
                   "reverse_sde_heun: particle covariance vs recursion")
 
 
 def test_time_running_the_wrong_way(monkeypatch):
     monkeypatch.setattr(experiment, "exact_score", lambda process, cov0: (
         lambda t, x: real_score(process, cov0)(1 - t, x)))
-    assert_caught(run(), "dpm_solver_2: particle covariance vs recursion",
+    assert_caught(run("dpm_solver_2", "probability_flow_euler"),
+                  "dpm_solver_2: particle covariance vs recursion",
                   "probability_flow_euler: particle covariance vs recursion")
 
 
 def test_too_few_steps():
-    assert_caught(run(steps=(1, 2, 4), particle_steps=2), "ddim: fitted order",
+    assert_caught(run("ddim", steps=(1, 2, 4), particle_steps=2), "ddim: fitted order",
                   "ddim: sampled covariance error vs the exact marginal")
 
 
@@ -58,13 +61,13 @@ def test_dpm_solver_falls_back_to_first_order(monkeypatch):
     """DPM-Solver-2 silently replaced by DDIM on the same log-SNR grid."""
     monkeypatch.setattr(experiment, "dpm_solver_2", lambda model, process, x, **kw: (
         fl.diffusion.ddim(model, process, x, spacing="log_snr", **kw)))
-    assert_caught(run(), "dpm_solver_2: particle covariance vs recursion")
+    assert_caught(run("dpm_solver_2"), "dpm_solver_2: particle covariance vs recursion")
 
 
 def test_edm_without_its_corrector(monkeypatch):
     monkeypatch.setattr(experiment, "heun_edm", lambda model, process, x, **kw: (
         fl.diffusion.ddim(model, process, x, spacing="edm", **kw)))
-    assert_caught(run(), "heun_edm: particle covariance vs recursion")
+    assert_caught(run("heun_edm"), "heun_edm: particle covariance vs recursion")
 
 
 class _NoNoise(eqx.Module):
@@ -76,7 +79,8 @@ class _NoNoise(eqx.Module):
 
 def test_reverse_sde_without_noise(monkeypatch):
     monkeypatch.setattr(_reverse_sde, "_ReverseDiffusion", _NoNoise)
-    assert_caught(run(), "reverse_sde_euler_maruyama: particle covariance vs recursion",
+    assert_caught(run("reverse_sde_euler_maruyama", "reverse_sde_heun"),
+                  "reverse_sde_euler_maruyama: particle covariance vs recursion",
                   "reverse_sde_heun: particle covariance vs recursion")
 
 
@@ -85,14 +89,16 @@ def test_prior_too_wide(monkeypatch):
     it, the probability flow carries it to the end."""
     real = experiment.start_particles
     monkeypatch.setattr(experiment, "start_particles", lambda key, cov, n: real(key, 1.5 * cov, n))
-    assert_caught(run(), "probability_flow_tsit5 (adaptive): particle covariance vs the exact",
+    assert_caught(run("probability_flow_tsit5", "ddim"),
+                  "probability_flow_tsit5 (adaptive): particle covariance vs the exact",
                   "ddim: sampled covariance error vs the exact marginal")
 
 
 @pytest.mark.parametrize("name, overrides, field", [
     (NAME, {"t_min": 0.0}, "t_min"), (NAME, {"t_max": 1.5}, "t_max"), (NAME, {"eta": 2.0}, "eta"),
     (NAME, {"steps": (64,)}, "steps"), (NAME, {"n": 0}, "n"),
-    (NAME, {"eigenvalues": (1.0, -1.0)}, "eigenvalues"),
+    (NAME, {"eigenvalues": (1.0, -1.0)}, "eigenvalues"), (NAME, {"samplers": ()}, "samplers"),
+    (NAME, {"samplers": ("euler",)}, "samplers"),
     ("diffusion-memorization", {"bandwidth": 0.0}, "bandwidth"),
     ("diffusion-memorization", {"t_min": 1.0}, "t_min"),
     ("diffusion-memorization", {"sde_steps": 0}, "sde_steps"),

@@ -33,6 +33,20 @@ from ._config import validate
 from ._registry import register
 from ._result import Result, at_most, close
 
+# name -> (theory sampler, grid spacing, stochastic, evaluations per step, theoretical order)
+SAMPLERS = {
+    "reverse_sde_euler_maruyama": ("reverse_sde_euler_maruyama", "uniform", True, 1, 1),
+    "reverse_sde_heun": ("reverse_sde_heun", "uniform", True, 2, 2),
+    "probability_flow_euler": ("probability_flow_euler", "uniform", False, 1, 1),
+    "probability_flow_heun": ("probability_flow_heun", "uniform", False, 2, 2),
+    "ddim": ("ddim", "uniform", False, 1, 1),
+    "ddim_stochastic": ("ddim", "uniform", True, 1, 1),  # with eta = config.eta
+    "heun_edm": ("heun_edm", "edm", False, 2, 2),
+    "dpm_solver_2": ("dpm_solver_2", "log_snr", False, 2, 2),
+}
+# ... and the adaptive probability-flow run, which has no grid and no recursion
+SAMPLER_NAMES = (*SAMPLERS, "probability_flow_tsit5")
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -47,6 +61,7 @@ class Config:
     order_tolerance: float = 0.1
     max_error: float = 0.25  # of the sampled covariance against the exact marginal at t_min
     rtol: float = 1e-6  # of the adaptive probability-flow run
+    samplers: tuple = SAMPLER_NAMES  # any non-empty subset
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -61,23 +76,14 @@ class Config:
         if len(self.steps) < 2:
             raise ValueError(f"config field 'steps' of diffusion-gaussian-samplers needs at least "
                              f"two step counts for an order fit, got {self.steps!r}.")
+        unknown = set(self.samplers) - set(SAMPLER_NAMES)
+        if unknown or not self.samplers:
+            raise ValueError(f"config field 'samplers' of diffusion-gaussian-samplers must name "
+                             f"samplers among {SAMPLER_NAMES}, got {self.samplers!r}.")
 
     @classmethod
     def quick(cls):
         return cls(n=4000)
-
-
-# name -> (theory sampler, grid spacing, stochastic, evaluations per step, theoretical order)
-SAMPLERS = {
-    "reverse_sde_euler_maruyama": ("reverse_sde_euler_maruyama", "uniform", True, 1, 1),
-    "reverse_sde_heun": ("reverse_sde_heun", "uniform", True, 2, 2),
-    "probability_flow_euler": ("probability_flow_euler", "uniform", False, 1, 1),
-    "probability_flow_heun": ("probability_flow_heun", "uniform", False, 2, 2),
-    "ddim": ("ddim", "uniform", False, 1, 1),
-    "ddim_stochastic": ("ddim", "uniform", True, 1, 1),  # with eta = config.eta
-    "heun_edm": ("heun_edm", "edm", False, 2, 2),
-    "dpm_solver_2": ("dpm_solver_2", "log_snr", False, 2, 2),
-}
 
 
 def covariance0(config: Config, dtype):
@@ -182,7 +188,9 @@ def run(config: Config, key) -> Result:
     result = Result("diffusion-gaussian-samplers", dataclasses.asdict(config))
     errors, w2, particle_errors, sampled_errors = {}, {}, {}, {}
     moment = lambda y: y.T @ y / y.shape[0]  # uncentred: exactly linear in the steps
-    for i, (name, (_, _, stochastic, per_step, order)) in enumerate(SAMPLERS.items()):
+    gridded = [name for name in SAMPLERS if name in config.samplers]
+    for name in gridded:
+        _, _, stochastic, per_step, order = SAMPLERS[name]
         covs = {k: recursion(name, process, cov0, cov_start, k, config)
                 for k in {*map(int, ladder), config.particle_steps}}
         errors[name] = np.array([float(metrics.relative_error(covs[k], target)) for k in ladder])
@@ -190,8 +198,8 @@ def run(config: Config, key) -> Result:
         slope = -np.polyfit(np.log(ladder), np.log(errors[name]), 1)[0]
         # The particles: the Brownian increments of the reverse SDE are exact at a power-of-two
         # step count (the virtual Brownian tree's nodes fall on the grid).
-        out = sample(name, model, process, x, jax.random.fold_in(run_key, i),
-                     config.particle_steps, config)
+        sampler_key = jax.random.fold_in(run_key, list(SAMPLERS).index(name))
+        out = sample(name, model, process, x, sampler_key, config.particle_steps, config)
         if stochastic:
             expected = covs[config.particle_steps]
             tolerance = sampling_tolerance(expected, config.n)
@@ -224,22 +232,25 @@ def run(config: Config, key) -> Result:
         })
         result.arrays[f"{name}_nfe"] = per_step * ladder
 
-    # Adaptive probability flow: no fixed grid, so the reference is the exact flow's marginal
-    # (tolerance: the sampling error plus the solver's, at most 10 rtol in relative terms).
-    adaptive = sample_probability_flow(model, process, x, prediction="score", rtol=config.rtol,
-                                       atol=config.rtol, t_max=config.t_max, t_min=config.t_min)
-    result.checks.append(close(
-        "probability_flow_tsit5 (adaptive): particle covariance vs the exact marginal",
-        moment(adaptive.x), target,
-        sampling_tolerance(target, config.n) + 10 * config.rtol,
-        against=f"diffusion_covariance at t_min; 4 rms sampling errors of n = {config.n} + "
-                f"10 rtol"))
-    result.metrics["probability_flow_tsit5_nfe"] = int(adaptive.nfe)
+    if "probability_flow_tsit5" in config.samplers:
+        # Adaptive probability flow: no fixed grid, so the reference is the exact flow's
+        # marginal (tolerance: the sampling error plus the solver's, at most 10 rtol relative).
+        adaptive = sample_probability_flow(model, process, x, prediction="score",
+                                           rtol=config.rtol, atol=config.rtol,
+                                           t_max=config.t_max, t_min=config.t_min)
+        result.checks.append(close(
+            "probability_flow_tsit5 (adaptive): particle covariance vs the exact marginal",
+            moment(adaptive.x), target,
+            sampling_tolerance(target, config.n) + 10 * config.rtol,
+            against=f"diffusion_covariance at t_min; 4 rms sampling errors of n = {config.n} + "
+                    f"10 rtol"))
+        result.metrics["probability_flow_tsit5_nfe"] = int(adaptive.nfe)
 
     result.arrays.update({"steps": ladder, **{f"{k}_error": v for k, v in errors.items()},
                           **{f"{k}_w2": v for k, v in w2.items()}})
     fig, axes = figure(2, size=4.2)
-    for j, (name, (_, _, _, per_step, _)) in enumerate(SAMPLERS.items()):
+    for j, name in enumerate(gridded):
+        per_step = SAMPLERS[name][3]
         style = {"color": f"C{j}", "marker": "o", "ms": 3, "label": name}
         axes[0, 0].loglog(per_step * ladder, errors[name], **style)
         axes[0, 0].plot(per_step * config.particle_steps, sampled_errors[name], "x",
