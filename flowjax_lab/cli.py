@@ -1,14 +1,17 @@
 """The ``flowjax-lab`` command: list, run and reproduce experiments."""
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 EPILOG = """examples:
   flowjax-lab list --verbose
   flowjax-lab run gaussian-transport --quick --set n=2000 --seeds 3
-  flowjax-lab reproduce --quick --out runs"""
+  flowjax-lab reproduce --quick --out runs
+  srun --ntasks-per-node=1 flowjax-lab run aggregation --distributed"""
 
 
 class UserError(Exception):
@@ -31,6 +34,14 @@ def _configure(args) -> None:
 
     if getattr(args, "device", None):
         jax.config.update("jax_platforms", args.device)
+    if getattr(args, "distributed", False):  # before JAX starts its backend
+        from .parallel import initialize
+
+        try:
+            initialize()
+        except (ValueError, TypeError, RuntimeError) as err:
+            raise UserError(f"--distributed: {err}") from err
+    if getattr(args, "device", None):
         try:
             platform = jax.devices()[0].platform
         except RuntimeError as err:
@@ -77,6 +88,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
+    import jax
+
     from . import experiments
     from .experiments._io import CHECKPOINT
 
@@ -88,17 +101,23 @@ def cmd_run(args) -> int:
         overrides["dtype"] = args.dtype
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}.")
+    if args.resume and args.distributed:
+        raise UserError("--resume with --distributed is not supported: only process 0 keeps "
+                        "the checkpoint; run without --resume.")
     folder = Path(args.out) / experiment.name
     if args.resume and not experiment.resumable:
         raise UserError(f"{experiment.name!r} does not train, so it has no checkpoint to "
                         "resume; run it without --resume.")
     if args.resume and not (folder / "config.json").exists():
         print(f"flowjax-lab: no run to resume in {folder}; starting a new one.", file=sys.stderr)
+    # With --distributed every process runs the experiment; only process 0 keeps the folder.
+    main_process = not args.distributed or jax.process_index() == 0
     try:
-        result = _user_errors(experiments.run_into, args.out, experiment.name, quick=args.quick,
-                              preset=args.preset, seed=args.seed, seeds=args.seeds,
-                              overrides=overrides,
-                              resume=args.resume)
+        with contextlib.ExitStack() as stack:
+            out = args.out if main_process else stack.enter_context(tempfile.TemporaryDirectory())
+            result = _user_errors(experiments.run_into, out, experiment.name, quick=args.quick,
+                                  preset=args.preset, seed=args.seed, seeds=args.seeds,
+                                  overrides=overrides, resume=args.resume)
     except KeyboardInterrupt:
         if experiment.resumable:
             print(f"flowjax-lab: interrupted; the checkpoint is in {folder / CHECKPOINT}. "
@@ -106,6 +125,8 @@ def cmd_run(args) -> int:
         raise
     except OSError as err:
         raise UserError(f"cannot write the run folder {folder}: {err}") from err
+    if not main_process:
+        return 0 if result.passed else 1
     print(result.table())
     if result.traceback:
         print(result.traceback, file=sys.stderr)
@@ -175,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: 1)")
     run.add_argument("--resume", action="store_true",
                      help="continue an interrupted training run from OUT/NAME/checkpoint")
+    run.add_argument("--distributed", action="store_true",
+                     help="one of several processes (jax.distributed): the coordinator, count "
+                     "and index come from FLOWJAX_LAB_COORDINATOR, FLOWJAX_LAB_NUM_PROCESSES, "
+                     "FLOWJAX_LAB_PROCESS_ID or the scheduler (SLURM, Open MPI, TPU pod); only "
+                     "process 0 writes OUT/NAME")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser(

@@ -11,21 +11,20 @@ axis stays whole. The same functions then run on the sharded cloud:
 - `ring_pair_sum(fn, x, mesh)`: pair sums ``sum_{j != i} w_j fn(x_i - x_j)`` where the blocks of
   the cloud travel around a ring of devices (`ppermute`), so no device ever holds more than two
   blocks: memory `O(n / p)` per device.
-- `sinkhorn(x, y, mesh=...)`: `flowjax_lab.transport.sinkhorn` (ott-jax) on sharded clouds; the
-  cost matrix is split by rows and the column log-sum-exps are reduced across devices.
+- `sinkhorn(x, y, mesh=...)`: `flowjax_lab.transport.sinkhorn` (ott-jax) on sharded clouds, with
+  sharded potentials; XLA gathers both clouds on every device and runs the solve there
+  (benchmarks/README.md: per-device memory equals one device's), so it is correct, not smaller.
+- `sharded_sampler(sampler, mesh)`: a batch sampler for `learn.FlowMatchingLoss` whose batch is
+  split over the devices: data-parallel training with `learn.fit` and optax unchanged.
 
-**Many hosts.** The code is the same on a GPU or TPU cluster: start one process per host, call
-``jax.distributed.initialize()`` first (on Cloud TPU and SLURM it finds the coordinator itself;
-elsewhere pass ``coordinator_address="host0:1234", num_processes=P, process_id=i``), then build
-the mesh from ``jax.devices()`` (all devices of all hosts) with `particle_mesh()`. Each process
-must run the same program; build the global cloud with
-``jax.make_array_from_process_local_data(sharding, local_block)`` from the rows each host owns
-(`particle_sharding(mesh)` gives the sharding), or pass the same full array on every host to
-`shard_particles`. Results are global arrays; read them on each host with
-``jax.experimental.multihost_utils.process_allgather`` or per shard via
-``addressable_shards``. For example, on a SLURM allocation of 4 nodes with 8 GPUs each:
-``srun --ntasks-per-node=1 python my_run.py`` where ``my_run.py`` begins with
-``jax.distributed.initialize()`` and uses ``particle_mesh()`` (32 devices).
+**Many processes**: start one process per host (or per GPU) running the same
+program, call `initialize()` first (arguments, the ``FLOWJAX_LAB_COORDINATOR`` /
+``FLOWJAX_LAB_NUM_PROCESSES`` / ``FLOWJAX_LAB_PROCESS_ID`` environment, or SLURM, Open MPI,
+Cloud TPU and Kubernetes detected by JAX); it returns the mesh over every device of every
+process. Build a cloud from the rows each process owns with `shard_local_rows` (or pass the same
+full array on every process to `shard_particles`); every function above then runs unchanged, its
+collectives crossing processes (gloo on CPU, NCCL on GPU, ICI on TPU). Read results with
+`to_host`.
 """
 
 from collections.abc import Callable
@@ -37,6 +36,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from . import _blocks, _checks
+from ._distributed import join as _join, to_host as to_host
 from ._simulate import simulate as _simulate
 from ._trajectory import Trajectory
 from .transport import sinkhorn as _sinkhorn
@@ -66,6 +66,29 @@ def particle_mesh(devices=None, *, axis: str = AXIS) -> Mesh:
     if not devices or not all(isinstance(d, jax.Device) for d in devices):
         raise TypeError("`devices` must be None, a positive int or a sequence of jax.Device.")
     return Mesh(np.array(devices), (axis,))
+
+
+def initialize(coordinator_address=None, num_processes=None, process_id=None, *,
+               local_devices=None) -> Mesh:
+    """Join this process to a multi-process JAX runtime and return the global particle mesh.
+
+    Call it first, before any JAX computation, in every process with the same program. Each
+    argument left `None` is read from ``FLOWJAX_LAB_COORDINATOR`` (``host:port`` of process
+    0), ``FLOWJAX_LAB_NUM_PROCESSES`` and ``FLOWJAX_LAB_PROCESS_ID``; when none is set either,
+    JAX detects the cluster itself (SLURM, Open MPI, Cloud TPU, Kubernetes). On CPU the
+    processes talk through gloo collectives. `num_processes=1` needs no coordinator and starts
+    nothing. Calling it again with the same (or no) arguments returns the mesh again.
+
+    **Arguments:**
+    - `coordinator_address`: ``"host:port"`` of process 0 (its port must be free there).
+    - `num_processes`: number of processes `P`; `process_id`: this one's index in `0..P-1`.
+    - `local_devices`: the accelerator ids this process owns (an int or a list; default all
+      visible), e.g. ``local_devices=rank`` for one process per GPU of a host.
+
+    **Returns:** `particle_mesh()`, one axis over every device of every process.
+    """
+    _join(coordinator_address, num_processes, process_id, local_devices=local_devices)
+    return particle_mesh()
 
 
 def _mesh(mesh) -> Mesh:
@@ -101,6 +124,22 @@ def shard_particles(x, mesh=None, *, name: str = "x"):
     x = _checks.particles(x, name, finite=not _checks.is_traced(x))
     _divisible(x, mesh, name)
     return jax.device_put(x, particle_sharding(mesh))
+
+
+def shard_local_rows(x_local, mesh=None, *, name: str = "x"):
+    """The global cloud `(n, d)` whose rows are the `(n / P, d)` rows `x_local` that each of the
+    `P` processes passes, in process order, split along particles over `mesh` (default: every
+    device). Each process gives the same number of rows, divisible by its device count. NaN or
+    inf in any process's rows is refused on every process alike (the check is collective)."""
+    mesh = _mesh(mesh)
+    x_local = np.asarray(_checks.particles(x_local, name, finite=False))
+    local = len(mesh.local_devices)
+    if x_local.shape[0] % local:
+        raise ValueError(f"`{name}` has {x_local.shape[0]} local rows, which does not split "
+                         f"evenly over this process's {local} devices.")
+    x = jax.make_array_from_process_local_data(particle_sharding(mesh), x_local)
+    _divisible(x, mesh, name)
+    return _checks.check_finite(x, name)
 
 
 class _ShardedField(eqx.Module):
@@ -207,10 +246,44 @@ def sinkhorn(x, y, *, mesh=None, **kwargs) -> SinkhornResult:
     """`flowjax_lab.transport.sinkhorn` (ott-jax, log-domain) on clouds split over `mesh`.
 
     `x` `(n, d)` and `y` `(m, d)` are both split along particles (`n`, `m` divisible by the
-    number of devices); the `(n, m)` cost is never gathered on one device. Keyword arguments are
-    those of `transport.sinkhorn`. The potentials `f`, `g` come back sharded.
+    number of devices). Keyword arguments are those of `transport.sinkhorn`. The potentials `f`,
+    `g` come back sharded. XLA's partitioner gathers both clouds on every device and solves
+    there (each device holds the `(n, m)` kernel or, with `block_size`, its blocks), so the
+    memory per device is one device's: for clouds too big for one device, use `block_size`.
     """
     mesh = _mesh(mesh)
     x = shard_particles(x, mesh, name="x")
     y = shard_particles(y, mesh, name="y")
     return _sinkhorn(x, y, **kwargs)
+
+
+class _ShardedSampler(eqx.Module):
+    source: object  # a sampler (key, n) -> (n, d) or a data array (m, d)
+    sharding: NamedSharding = eqx.field(static=True)
+
+    def __call__(self, key, n: int):
+        p = self.sharding.mesh.devices.size
+        if n % p:
+            raise ValueError(f"the batch of {n} rows does not split evenly over {p} devices: "
+                             f"use a `batch_size` that is a multiple of {p}.")
+        if callable(self.source):
+            batch = self.source(key, n)
+        else:
+            batch = self.source[jax.random.randint(key, (n,), 0, self.source.shape[0])]
+        return jax.lax.with_sharding_constraint(batch, self.sharding)
+
+
+def sharded_sampler(sampler, mesh=None) -> Callable:
+    """A sampler ``(key, n) -> (n, d)`` whose batch is split along its rows over `mesh`.
+
+    `sampler` is a sampler ``(key, n) -> (n, d)`` or a data array `(m, d)` (rows drawn
+    uniformly with replacement, as `learn.FlowMatchingLoss` draws them). Given as the loss's
+    `source` and `target`, it makes `learn.fit` data-parallel: under `jit` each device draws and
+    scores its own rows of the same batch, the loss's mean and the gradient are summed across
+    devices and processes, and optax updates the replicated parameters as before. The numbers
+    equal those of the plain sampler up to the order of floating-point sums.
+    """
+    mesh = _mesh(mesh)
+    if not callable(sampler):
+        sampler = _checks.particles(sampler, "sampler")
+    return _ShardedSampler(sampler, particle_sharding(mesh))

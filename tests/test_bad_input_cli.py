@@ -121,3 +121,20 @@ def test_api_bad_input(call, error, message):
     _registry._load_all()
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("env, argv, message", [
+    ({"FLOWJAX_LAB_NUM_PROCESSES": "two"}, [],
+     r"--distributed: `FLOWJAX_LAB_NUM_PROCESSES` must be an integer, got 'two'"),
+    ({"FLOWJAX_LAB_COORDINATOR": "nohost", "FLOWJAX_LAB_NUM_PROCESSES": "2"}, [],
+     r"--distributed: `FLOWJAX_LAB_COORDINATOR` must be 'host:port'"),
+    ({"FLOWJAX_LAB_NUM_PROCESSES": "1"}, ["--resume"],
+     r"--resume with --distributed is not supported"),
+])
+def test_cli_distributed_mistakes(env, argv, message, monkeypatch, capsys, tmp_path):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["run", "gaussian-transport", "--distributed", *argv,
+                     "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flowjax-lab: error:") and re.search(message, err), err

@@ -1,5 +1,6 @@
 """Sharded clouds (4 CPU host devices from conftest) give the single-device results."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -94,3 +95,29 @@ def test_sharded_simulation_on_fewer_devices(getkey, devices):
     sharded = parallel.simulate(field, x0, mesh=mesh, steps=8, solver="rk4")
     single = fl.simulate(field, x0, steps=8, solver="rk4")
     np.testing.assert_allclose(sharded.xs, single.xs, atol=1e-13)
+
+
+def test_sharded_sampler_splits_the_same_batch(getkey):
+    """The batch of plain sampling, split over the devices (tests/test_distributed.py trains
+    with it across processes and checks the gradients)."""
+    mesh = parallel.particle_mesh()
+    data = jax.random.normal(getkey(), (12, 2))
+    key = getkey()
+    batch = eqx.filter_jit(parallel.sharded_sampler(data, mesh))(key, 8)
+    assert batch.sharding.is_equivalent_to(parallel.particle_sharding(mesh), 2)
+    np.testing.assert_array_equal(batch, data[jax.random.randint(key, (8,), 0, 12)])
+    gaussian = lambda key, n: jax.random.normal(key, (n, 2))
+    np.testing.assert_array_equal(parallel.sharded_sampler(gaussian, mesh)(key, 8),
+                                  gaussian(key, 8))
+
+
+def test_one_process_initialize_and_local_rows(getkey, monkeypatch):
+    monkeypatch.setenv("FLOWJAX_LAB_NUM_PROCESSES", "1")
+    mesh = parallel.initialize()
+    assert mesh.devices.size == 4 and parallel.initialize(num_processes=1) == mesh
+    x = np.asarray(jax.random.normal(getkey(), (8, 2)))
+    xs = parallel.shard_local_rows(x, mesh)
+    assert xs.sharding == parallel.particle_sharding(mesh)
+    host = parallel.to_host({"x": xs, "n": 3})
+    assert isinstance(host["x"], np.ndarray) and int(host["n"]) == 3
+    np.testing.assert_array_equal(host["x"], x)
