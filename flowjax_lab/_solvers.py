@@ -110,3 +110,28 @@ def evaluations_per_step(solver: dfx.AbstractSolver) -> tuple[int, int]:
     if tableau.fsal:
         return tableau.num_stages - 1, 1
     return tableau.num_stages, 0
+
+
+def fixed_step_states(field, y0, steps: int, solver="rk4", *, t0=0.0, t1=1.0, args=None):
+    """The states of ``dy/dt = field(t, y, args)`` at the ``steps + 1`` even times of [t0, t1]:
+    a pytree like `y0` with a leading axis of length ``steps + 1``.
+
+    diffrax's `solver` (a name or a solver) does each step, as in ``simulate(..., steps=steps)``
+    (same numbers to rounding), but in a ``lax.scan`` without ``diffeqsolve``'s step-size
+    control, saving and event machinery, which makes a training step compile about three times
+    faster (measured on the digits experiments). No status: for training loops, not for runs
+    that must report a failure.
+    """
+    solver = ode_solver(solver)
+    term = dfx.ODETerm(field)
+    dtype = jax.tree.leaves(y0)[0].dtype
+    times = t0 + (t1 - t0) / steps * jnp.arange(steps + 1, dtype=dtype)
+    state = solver.init(term, times[0], times[1], y0, args)
+
+    def step(carry, span):
+        y, state = carry
+        y, _, _, state, _ = solver.step(term, span[0], span[1], y, args, state, made_jump=False)
+        return (y, state), y
+
+    _, ys = jax.lax.scan(step, (y0, state), (times[:-1], times[1:]))
+    return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), y0, ys)

@@ -17,9 +17,10 @@ def _sources(notebook):
 
 
 def test_one_notebook_per_theme():
+    # 01-04 follow the themes; 05_real_data shows the real-data experiments, across themes
     import flowjax_lab as fl
 
-    assert len(NOTEBOOKS) == len(fl.experiments.THEMES)
+    assert len([p for p in NOTEBOOKS if p.stem != "05_real_data"]) == len(fl.experiments.THEMES)
 
 
 @pytest.mark.parametrize("script", NOTEBOOKS, ids=lambda p: p.stem)
