@@ -9,8 +9,10 @@ n / devices fixed. On CPU the devices are host devices of one process
 cores: with fewer cores than devices no speed-up is possible, and the rows show the overhead.
 
 Across processes: one field evaluation, the 4-step simulation, a ring pair sum and a Sinkhorn
-solve, each on 4 devices, as 1 process x 4 devices (the baseline) and as 2 processes x 2 devices
-talking over loopback gloo (two child processes). Each row also gives, from the compiled
+solve (`parallel.sinkhorn`, blocks passed around the ring, and the single-device
+`transport.sinkhorn` on the same sharded clouds, which XLA gathers), each on 4 devices, as
+1 process x 4 devices (the baseline) and as 2 processes x 2 devices talking over loopback gloo
+(two child processes). Each row also gives, from the compiled
 program, the bytes out of each kind of collective per device (a loop's body counted once: per
 evaluation, per ring round, per Sinkhorn iteration) and XLA's memory per device. On one host of
 2 cores the ratio is the cost of crossing processes, not a cluster's speed.
@@ -50,7 +52,7 @@ def _process_rows(mesh, label: str, quick: bool, repeats: int) -> list[dict]:
     import jax
     import jax.numpy as jnp
 
-    from flowjax_lab import parallel
+    from flowjax_lab import parallel, transport
 
     from . import _harness as H
 
@@ -68,6 +70,8 @@ def _process_rows(mesh, label: str, quick: bool, repeats: int) -> list[dict]:
     y = parallel.shard_local_rows(x_local + 1.0, mesh, name="y")
     field = parallel.gather_field(rule, mesh)
     solve = lambda x, y: parallel.sinkhorn(x, y, mesh=mesh, epsilon=1.0, threshold=1e-3)
+    # What parallel.sinkhorn did before the ring: the partitioner gathers both clouds.
+    gathered = lambda x, y: transport.sinkhorn(x, y, epsilon=1.0, threshold=1e-3, lse_mode=True)
     simulate = lambda x: parallel.simulate(field, x, mesh=mesh, steps=STEPS, solver="rk4").xs
     work = {  # name: (function, arguments, jitted here: its program is inspected)
         "attention field, one evaluation": (jax.jit(field), (0.0, x, None), True),
@@ -75,6 +79,8 @@ def _process_rows(mesh, label: str, quick: bool, repeats: int) -> list[dict]:
         "ring_pair_sum, one call": (jax.jit(lambda x: parallel.ring_pair_sum(kernel, x, mesh)),
                                     (x,), True),
         "sinkhorn, eps = 1, tolerance 1e-3": (jax.jit(solve), (x, y), True),
+        "sinkhorn gathered (transport.sinkhorn, lse_mode=True, on the sharded clouds)": (
+            jax.jit(gathered), (x, y), True),
     }
     rows = []
     for name, (fn, args, inspect) in work.items():

@@ -11,9 +11,10 @@ axis stays whole. The same functions then run on the sharded cloud:
 - `ring_pair_sum(fn, x, mesh)`: pair sums ``sum_{j != i} w_j fn(x_i - x_j)`` where the blocks of
   the cloud travel around a ring of devices (`ppermute`), so no device ever holds more than two
   blocks: memory `O(n / p)` per device.
-- `sinkhorn(x, y, mesh=...)`: `flowjax_lab.transport.sinkhorn` (ott-jax) on sharded clouds, with
-  sharded potentials; XLA gathers both clouds on every device and runs the solve there
-  (benchmarks/README.md: per-device memory equals one device's), so it is correct, not smaller.
+- `sinkhorn(x, y, mesh=...)`: ott-jax's log-domain Sinkhorn on a `ShardedPointCloud`, whose
+  kernel products pass the blocks of one cloud around the ring (`ppermute`) while each device
+  folds them into its own rows' log-sum-exps: no device holds the `(n, m)` cost or a whole
+  cloud; the potentials come back sharded.
 - `sharded_sampler(sampler, mesh)`: a batch sampler for `learn.FlowMatchingLoss` whose batch is
   split over the devices: data-parallel training with `learn.fit` and optax unchanged.
 
@@ -34,12 +35,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from ott.problems.linear import linear_problem
+from ott.solvers.linear import acceleration, sinkhorn as ott_sinkhorn
 
 from . import _blocks, _checks
 from ._distributed import join as _join, to_host as to_host
 from ._simulate import simulate as _simulate
+from ._status import raise_if_failed
 from ._trajectory import Trajectory
-from .transport import sinkhorn as _sinkhorn
+from .transport import _sinkhorn as _transport
+from .transport._ott import promoted
+from .transport._sharded_geometry import ShardedPointCloud
 from .transport._sinkhorn import SinkhornResult
 
 AXIS = "particles"
@@ -242,19 +248,87 @@ def ring_pair_sum(fn: Callable, x, mesh=None, weights=None):
                          out_specs=P(axis), check_vma=False)(x, weights)
 
 
-def sinkhorn(x, y, *, mesh=None, **kwargs) -> SinkhornResult:
-    """`flowjax_lab.transport.sinkhorn` (ott-jax, log-domain) on clouds split over `mesh`.
+def sinkhorn(x, y, *, mesh=None, a=None, b=None, epsilon=None, threshold=1e-3,
+             max_iterations=2000, momentum=None, lse_mode=None, block_size=None,
+             throw=False) -> SinkhornResult:
+    """Entropic OT between clouds split over `mesh`: ott-jax's log-domain Sinkhorn on a ring.
 
     `x` `(n, d)` and `y` `(m, d)` are both split along particles (`n`, `m` divisible by the
-    number of devices). Keyword arguments are those of `transport.sinkhorn`. The potentials `f`,
-    `g` come back sharded. XLA's partitioner gathers both clouds on every device and solves
-    there (each device holds the `(n, m)` kernel or, with `block_size`, its blocks), so the
-    memory per device is one device's: for clouds too big for one device, use `block_size`.
+    number of devices). ott-jax's own Sinkhorn loop runs on `ShardedPointCloud`, whose kernel
+    products pass the blocks of one cloud around the ring of devices (`ppermute`) while each
+    device folds them into the log-sum-exps of its own rows: no device holds the `(n, m)` cost
+    nor the other cloud whole, memory ``O((n + m) d / p + rows * max(n, m) / p)`` per device.
+    Results equal `transport.sinkhorn(..., lse_mode=True)` up to the order of sums.
+
+    **Arguments:** those of `transport.sinkhorn`: `a`, `b` `(n,)`, `(m,)` weights, `epsilon`,
+    `threshold`, `max_iterations`, `momentum`, `throw`; `lse_mode`: `None` or `True` (the solve
+    is always in the log domain); `block_size`: rows of a device's block processed at a time
+    (default: as `transport.sinkhorn` chooses for one device's `(n / p, m / p)` share).
+
+    **Returns:** the `SinkhornResult`; `f`, `g` come back sharded. Its `transport_cost`,
+    `barycentric_map` and `plan` run on the gathered clouds (one device's computation).
     """
     mesh = _mesh(mesh)
-    x = shard_particles(x, mesh, name="x")
-    y = shard_particles(y, mesh, name="y")
-    return _sinkhorn(x, y, **kwargs)
+    # Values of traced arrays are not checked (an `error_if` stalls a sharded program's
+    # collectives, see `ring_pair_sum`), their shapes are.
+    x = _checks.particles(x, "x", finite=not _checks.is_traced(x))
+    y = _checks.particles(y, "y", finite=not _checks.is_traced(y)).astype(x.dtype)
+    _checks.same_dimension(x, y)
+    a, b = (None if w is None else _sharded_weights(w, len(z), name, x.dtype)
+            for w, z, name in ((a, x, "a"), (b, y, "b")))
+    epsilon, threshold, max_iterations, momentum, lse_mode = _transport.check_options(
+        epsilon=epsilon, threshold=threshold, max_iterations=max_iterations, momentum=momentum,
+        lse_mode=lse_mode)
+    if lse_mode is False:
+        raise ValueError("`lse_mode` must be None or True: the sharded solve runs in the log "
+                         "domain (kernel mode would need the kernel whole).")
+    p = mesh.devices.size
+    _divisible(x, mesh, "x")
+    _divisible(y, mesh, "y")
+    n, m = x.shape[0] // p, y.shape[0] // p
+    if block_size is None:
+        block_size = _blocks.row_block(min(n, m), max(n, m), x.dtype)
+    block_size = _checks.positive_int(block_size, "block_size")
+    a = _transport.uniform(x.shape[0], x.dtype) if a is None else a
+    b = _transport.uniform(y.shape[0], x.dtype) if b is None else b
+    epsilon = (_transport.default_epsilon(x, y) if epsilon is None
+               else jnp.asarray(epsilon, x.dtype))
+    rows = particle_sharding(mesh)
+    weights = NamedSharding(mesh, P(mesh.axis_names[0]))
+    x, y = jax.device_put(x, rows), jax.device_put(y, rows)
+    a, b = jax.device_put(a, weights), jax.device_put(b, weights)
+    result = _ring_solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, mesh,
+                         block_size)
+    return raise_if_failed(result, result.status, "sinkhorn") if throw else result
+
+
+def _sharded_weights(w, n: int, name: str, dtype):
+    """Weights `(n,)` of `dtype`: checked in full when concrete, for their shape when traced."""
+    if not _checks.is_traced(w):
+        return _checks.weights(w, n, name, dtype=dtype)
+    w = _checks.as_float_array(w, name).astype(dtype)
+    if w.shape != (n,):
+        raise ValueError(f"`{name}` must have shape ({n},), got {tuple(w.shape)}.")
+    return w
+
+
+@eqx.filter_jit
+def _ring_solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, mesh, block):
+    extra = {}
+    if momentum is not None:  # a NumPy scalar, as transport._sinkhorn explains
+        extra["momentum"] = acceleration.Momentum(start=0, value=np.asarray(momentum, x.dtype))
+    solver = ott_sinkhorn.Sinkhorn(lse_mode=True, threshold=threshold,
+                                   max_iterations=max_iterations, **extra)
+    potentials = NamedSharding(mesh, P(mesh.axis_names[0]))
+
+    def solve(x, y, a, b, epsilon):
+        geom = ShardedPointCloud(x, y, epsilon=epsilon, batch_size=block, mesh=mesh)
+        out = solver(linear_problem.LinearProblem(geom, a=a, b=b))
+        f, g = (jax.lax.with_sharding_constraint(v, potentials) for v in (out.f, out.g))
+        return (out.reg_ot_cost, f, g, _transport._ott_status(out),
+                jnp.asarray(out.n_iters, jnp.int32), jnp.asarray(geom.epsilon, x.dtype))
+
+    return SinkhornResult(*promoted(solve)(x, y, a, b, epsilon), x, y, a, b)
 
 
 class _ShardedSampler(eqx.Module):

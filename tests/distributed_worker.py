@@ -77,7 +77,7 @@ def compute(x, y, mesh=None, *, full: bool = True):
         diff = x[:, None, :] - x[None, :, :]
         out["pairs"] = np.einsum("ijk,j->ik", np.asarray(jax.vmap(jax.vmap(kernel))(diff)),
                                  np.full(N, 1 / N))
-        ot = fl.transport.sinkhorn(x, y, epsilon=1.0, threshold=1e-9)
+        ot = fl.transport.sinkhorn(x, y, epsilon=1.0, threshold=1e-9, lse_mode=True)
     elif full:
         out["pairs"] = parallel.ring_pair_sum(kernel, x, mesh)
         ot = parallel.sinkhorn(x, y, mesh=mesh, epsilon=1.0, threshold=1e-9)

@@ -75,16 +75,96 @@ def test_ring_pair_sum_equals_dense_pair_sum(getkey):
 
 
 def test_sharded_sinkhorn_equals_single_device(getkey):
-    x = jax.random.normal(getkey(), (32, 2))
-    y = jax.random.normal(getkey(), (16, 2)) + 1.0
-    sharded = parallel.sinkhorn(x, y, epsilon=1.0, threshold=1e-7)
-    single = fl.transport.sinkhorn(x, y, epsilon=1.0, threshold=1e-7)
+    """ott-jax's loop on the ring geometry: the iterates of the dense log-domain solve."""
+    x = jax.random.normal(getkey(), (24, 2))
+    y = jax.random.normal(getkey(), (20, 2)) + 1.0
+    b = jax.random.uniform(getkey(), (20,), minval=0.5, maxval=1.5)
+    b = b / jnp.sum(b)
+    # 6 and 5 rows per device in blocks of 4: padded blocks on both sides of the ring.
+    sharded = parallel.sinkhorn(x, y, b=b, epsilon=0.5, threshold=1e-9, block_size=4)
+    single = fl.transport.sinkhorn(x, y, b=b, epsilon=0.5, threshold=1e-9, lse_mode=True)
     assert bool(sharded.converged) and bool(single.converged)
-    assert int(sharded.iterations) == int(single.iterations)
+    assert int(sharded.iterations) == int(single.iterations) > 20
     np.testing.assert_allclose(sharded.cost, single.cost, rtol=1e-12)
-    np.testing.assert_allclose(sharded.f, single.f, atol=1e-10)
-    np.testing.assert_allclose(sharded.g, single.g, atol=1e-10)
-    assert sharded.f.sharding.spec == jax.sharding.PartitionSpec("particles")
+    np.testing.assert_allclose(sharded.f, single.f, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(sharded.g, single.g, rtol=0, atol=1e-10)
+    for potential in (sharded.f, sharded.g):
+        assert potential.sharding.spec == jax.sharding.PartitionSpec("particles")
+        assert bool(jnp.all(jnp.isfinite(potential)))
+
+
+def _ring_and_dense_products(getkey, products):
+    """`products(geom, x, y, f, g, u, v)` on ott-jax's dense cloud and on the ring geometry
+    (16 x 12 points on 4 devices, blocks of 3 rows), one jitted program; `u`, `v` signed."""
+    from ott.geometry import pointcloud
+
+    from flowjax_lab.transport._ott import ott_promotion
+    from flowjax_lab.transport._sharded_geometry import ShardedPointCloud
+
+    mesh = parallel.particle_mesh()
+    args = (jax.random.normal(getkey(), (16, 3)), jax.random.normal(getkey(), (12, 3)) + 0.5,
+            jax.random.normal(getkey(), (16,)), jax.random.normal(getkey(), (12,)),
+            jax.random.normal(getkey(), (16,)), jax.random.normal(getkey(), (12,)))
+
+    @jax.jit
+    def both(x, y, *rest):
+        with ott_promotion():
+            return [products(geom, x, y, *rest) for geom in (
+                pointcloud.PointCloud(x, y, epsilon=0.7),
+                ShardedPointCloud(x, y, epsilon=0.7, batch_size=3, mesh=mesh))]
+
+    dense, ring = both(*args)
+    for got, want in zip(jax.tree.leaves(ring), jax.tree.leaves(dense), strict=True):
+        assert bool(jnp.all(jnp.isfinite(got)))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_ring_lse_with_a_signed_vector_equals_dense(getkey):
+    """The signed log-sum-exp of the implicit backward's transport products, both axes."""
+    _ring_and_dense_products(getkey, lambda geom, x, y, f, g, u, v: (
+        geom.apply_lse_kernel(f, g, 0.7, vec=v, axis=1),
+        geom.apply_lse_kernel(f, g, 0.7, vec=u, axis=0)))
+
+
+@pytest.mark.slow
+def test_ring_kernel_products_equal_dense(getkey):
+    """The other products of the ring geometry: batched transport, kernel, non-linear cost,
+    max cost."""
+    _ring_and_dense_products(getkey, lambda geom, x, y, f, g, u, v: (
+        geom.apply_transport_from_potentials(f, g, jnp.stack([u, -u]), 0),
+        geom.apply_kernel(u, axis=0), geom.apply_kernel(v, axis=1),
+        geom.apply_cost(u, axis=0, fn=jnp.sqrt), geom.apply_cost(v, axis=1, fn=jnp.sqrt),
+        geom._compute_summary_online("max_cost") if geom.is_online else jnp.max(geom.cost_matrix)))
+
+
+def test_sharded_sinkhorn_memory_per_device_is_a_share_of_the_cost(getkey):
+    """From the compiled per-device program: no all-gather (no device gets a whole cloud), blocks
+    passed by collective-permute, and memory a small fraction of the (n, m) cost."""
+    n = m = 512
+    mesh = parallel.particle_mesh()
+    x = parallel.shard_particles(jax.random.normal(getkey(), (n, 2)), mesh)
+    y = parallel.shard_particles(jax.random.normal(getkey(), (m, 2)), mesh, name="y")
+    solve = lambda x, y: parallel.sinkhorn(x, y, mesh=mesh, epsilon=0.5, block_size=32).cost
+    compiled = jax.jit(solve).lower(x, y).compile()
+    hlo = compiled.as_text()
+    assert "all-gather" not in hlo and "collective-permute" in hlo
+    memory = compiled.memory_analysis()
+    per_device = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+                  + memory.temp_size_in_bytes)
+    cost_bytes = n * m * 8  # one (n, m) float64 array, 2 MiB
+    assert per_device < cost_bytes / 8, per_device
+
+
+@pytest.mark.slow
+def test_gradient_through_sharded_sinkhorn_equals_single_device(getkey):
+    """ott-jax's implicit differentiation runs through the ring geometry."""
+    x = jax.random.normal(getkey(), (24, 2))
+    y = jax.random.normal(getkey(), (20, 2)) + 1.0
+    sharded = jax.grad(lambda x: parallel.sinkhorn(x, y, epsilon=0.5, threshold=1e-9).cost)(x)
+    single = jax.grad(lambda x: fl.transport.sinkhorn(x, y, epsilon=0.5, threshold=1e-9,
+                                                      lse_mode=True).cost)(x)
+    assert float(jnp.max(jnp.abs(single))) > 1e-2
+    np.testing.assert_allclose(sharded, single, rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("devices", [1, 2])
