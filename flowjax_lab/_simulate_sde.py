@@ -1,5 +1,7 @@
 """``simulate_sde``: Ito SDEs with diagonal noise on particle clouds, on diffrax."""
 
+from collections.abc import Callable
+
 import diffrax as dfx
 import equinox as eqx
 import jax
@@ -11,6 +13,7 @@ from ._simulate import check_field, save_times
 from ._solvers import SDE_SOLVERS
 from ._status import finite_status, from_diffrax, raise_if_failed
 from ._trajectory import Trajectory
+from ._types import Key, ParticlesLike, ScalarLike, TimesLike
 
 
 def _diffusion_field(diffusion):
@@ -50,8 +53,10 @@ def _diffusion_shape(diffusion, t0, x0, args) -> tuple:
     return tuple(getattr(out, "shape", ()))
 
 
-def simulate_sde(drift, diffusion, x0, key, *, t0=0.0, t1=1.0, steps, saveat=None,
-                 solver="euler", args=None, throw=False) -> Trajectory:
+def simulate_sde(drift, diffusion: Callable | ScalarLike | ParticlesLike, x0: ParticlesLike,
+                 key: Key, *, t0: ScalarLike = 0.0, t1: ScalarLike = 1.0, steps: int,
+                 saveat: int | TimesLike | None = None, solver="euler", args=None,
+                 throw=False) -> Trajectory:
     """Simulate ``dx = drift(t, x, args) dt + diffusion(t, x, args) dW`` (Ito, diagonal noise).
 
     **Arguments:**

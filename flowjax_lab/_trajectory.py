@@ -3,7 +3,9 @@
 import equinox as eqx
 
 from ._status import HasStatus
-from ._types import Array, Particles, Times
+from ._types import Array, Float, Particles, Path, Times
+
+LogDensities = Float[Array, "T n"]
 
 
 class Trajectory(HasStatus, eqx.Module):
@@ -20,8 +22,8 @@ class Trajectory(HasStatus, eqx.Module):
     """
 
     ts: Times
-    xs: Array
-    logp: Array | None
+    xs: Path
+    logp: LogDensities | None
     stats: dict
     status: Array
 

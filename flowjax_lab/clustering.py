@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from . import _checks
 from ._deprecated import aliases
-from ._types import Array, Particles, Scalar
+from ._types import Array, Count, Labels, Particles, ParticlesLike, Scalar, ScalarLike
 
 
 def _cosines(x) -> Array:
@@ -25,7 +25,7 @@ def _threshold(threshold):
                            "`threshold` must be a cosine in [-1, 1].")
 
 
-def clustered_fraction(x, threshold=0.99) -> Scalar:
+def clustered_fraction(x: ParticlesLike, threshold: ScalarLike = 0.99) -> Scalar:
     """The fraction of token pairs ``i < j`` whose cosine is at least `threshold`: the
     probability that two distinct tokens drawn at random have clustered. `x` `(n, d)`, n >= 2."""
     x = _checks.particles(x, "x")
@@ -37,7 +37,7 @@ def clustered_fraction(x, threshold=0.99) -> Scalar:
     return pairs / (n * (n - 1) / 2)
 
 
-def cluster_labels(x, threshold=0.99) -> Array:
+def cluster_labels(x: ParticlesLike, threshold: ScalarLike = 0.99) -> Labels:
     """Cluster labels `(n,)` (int): the connected components of the graph linking tokens whose
     cosine is at least `threshold` (single linkage); each label is the smallest index in its
     component."""
@@ -54,13 +54,13 @@ def cluster_labels(x, threshold=0.99) -> Array:
     return labels
 
 
-def cluster_count(x, threshold=0.99) -> Array:
+def cluster_count(x: ParticlesLike, threshold: ScalarLike = 0.99) -> Count:
     """The number of clusters (connected components at cosine `threshold`), an int scalar."""
     labels = cluster_labels(x, threshold)
     return jnp.sum(labels == jnp.arange(labels.shape[0]))
 
 
-def attention_energy(x, beta) -> Scalar:
+def attention_energy(x: ParticlesLike, beta: ScalarLike) -> Scalar:
     """``E_beta(x) = 1 / (2 beta n^2) sum_{i,j} exp(beta <x_i, x_j>)`` for tokens `(n, d)` (on
     the unit sphere for its meaning; not checked). The attention dynamics on the sphere with
     ``Q = beta I, K = V = I`` and "mean" normalisation is ``dx_i/dt = n grad_{x_i} E_beta``
@@ -72,7 +72,7 @@ def attention_energy(x, beta) -> Scalar:
     return jnp.sum(jnp.exp(beta * (x @ x.T))) / (2 * beta * n**2)
 
 
-def on_sphere(x: Particles) -> Particles:
+def on_sphere(x: ParticlesLike) -> Particles:
     """`x` `(n, d)` with every row scaled to unit norm."""
     x = _checks.particles(x, "x")
     return x / jnp.linalg.norm(x, axis=-1, keepdims=True)

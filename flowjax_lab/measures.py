@@ -7,10 +7,23 @@ import jax
 import jax.numpy as jnp
 
 from . import _checks
-from ._types import Array, Key, Matrix, Particles, Vector, Weights
+from ._types import (
+    Key,
+    Matrix,
+    MatrixLike,
+    Particles,
+    ParticlesArray,
+    ParticlesLike,
+    ScalarLike,
+    Vector,
+    VectorLike,
+    Weights,
+    WeightsLike,
+)
 
 
-def isotropic_log_prob(x, mean=0.0, variance=1.0) -> Array:
+def isotropic_log_prob(x: ParticlesArray, mean: VectorLike | ScalarLike = 0.0,
+                       variance: ScalarLike = 1.0) -> Weights:
     """Log-density of N(mean, variance I) at each row of `x` `(n, d)`, shape `(n,)`; `mean` `(d,)`
     or a scalar. An unchecked kernel for losses and samplers (``Gaussian.log_prob`` is the
     checked, full-covariance one)."""
@@ -30,7 +43,7 @@ class Empirical(eqx.Module):
     points: Particles
     weights: Weights
 
-    def __init__(self, points, weights=None):
+    def __init__(self, points: ParticlesLike, weights: WeightsLike | None = None):
         points = _checks.particles(points, "points")
         if weights is None:
             weights = jnp.full(points.shape[:1], 1 / points.shape[0], points.dtype)
@@ -73,7 +86,7 @@ class Gaussian(eqx.Module):
     mean: Vector
     cov: Matrix
 
-    def __init__(self, mean, cov):
+    def __init__(self, mean: VectorLike, cov: MatrixLike):
         mean = _checks.as_float_array(mean, "mean")
         if mean.ndim != 1:
             raise ValueError(f"`mean` must have shape (d,), got {tuple(mean.shape)}.")
@@ -99,7 +112,7 @@ class Gaussian(eqx.Module):
         z = jax.random.normal(key, (n, self.dim), self.mean.dtype)
         return self.mean[None, :] + z @ chol.T
 
-    def log_prob(self, x) -> Array:
+    def log_prob(self, x: ParticlesLike) -> Weights:
         """Log-density at each row of `x` (shape `(n, d)`), shape `(n,)`."""
         x = _checks.particles(x, "x", dim=self.dim).astype(self.mean.dtype)
         chol = jnp.linalg.cholesky(self.cov)

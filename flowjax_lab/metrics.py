@@ -11,17 +11,29 @@ import jax.numpy as jnp
 from . import _blocks, _checks, transport
 from ._simulate import simulate
 from ._trajectory import Trajectory
-from ._types import Array, Matrix, Particles, Scalar
+from ._types import (
+    ArrayLike,
+    Matrix,
+    ParticlesLike,
+    ParticlesMLike,
+    PathLike,
+    Real,
+    Scalar,
+    ScalarLike,
+    TimesLike,
+)
+
+SameShape = Real[ArrayLike, "*shape"] | list  # two of them: one shape
 
 
-def covariance(x) -> Matrix:
+def covariance(x: ParticlesLike) -> Matrix:
     """Population covariance of a cloud `(n, d)`, shape `(d, d)`."""
     x = _checks.particles(x, "x")
     centred = x - jnp.mean(x, axis=0, keepdims=True)
     return centred.T @ centred / x.shape[0]
 
 
-def relative_error(value, reference) -> Scalar:
+def relative_error(value: SameShape, reference: SameShape) -> Scalar:
     """Frobenius ``|value - reference| / |reference|``; `value` and `reference` of one shape."""
     value = _checks.as_float_array(value, "value")
     reference = _checks.as_float_array(reference, "reference").astype(value.dtype)
@@ -46,7 +58,7 @@ def _saved_paths(xs, ts):
     return xs, ts
 
 
-def path_energy(xs, ts) -> Scalar:
+def path_energy(xs: PathLike, ts: TimesLike) -> Scalar:
     """Mean kinetic energy ``E int |dx/dt|^2 dt`` of saved paths `xs` `(T, n, d)` at `ts` `(T,)`,
     by finite differences (a lower bound that is exact for straight, uniformly traversed paths)."""
     xs, ts = _saved_paths(xs, ts)
@@ -55,7 +67,7 @@ def path_energy(xs, ts) -> Scalar:
     return jnp.sum(jnp.mean(jnp.sum(velocity**2, axis=-1), axis=1) * dt)
 
 
-def straightness(xs, ts) -> Scalar:
+def straightness(xs: PathLike, ts: TimesLike) -> Scalar:
     """``E |x(t1) - x(t0)|^2 / ((t1 - t0) E int |dx/dt|^2 dt)`` in (0, 1]; 1 for straight paths
     at constant speed. `xs` `(T, n, d)`, `ts` `(T,)`."""
     xs, ts = _saved_paths(xs, ts)
@@ -64,7 +76,7 @@ def straightness(xs, ts) -> Scalar:
     return displacement / (span * path_energy(xs, ts))
 
 
-def mean_displacement(x0: Particles, x1: Particles) -> Array:
+def mean_displacement(x0: ParticlesLike, x1: ParticlesLike) -> Scalar:
     """``E |x1 - x0|^2`` over paired rows of two clouds `(n, d)`."""
     x0 = _checks.particles(x0, "x0", finite=False)
     x1 = _checks.particles(x1, "x1", finite=False).astype(x0.dtype)
@@ -77,7 +89,7 @@ def mean_displacement(x0: Particles, x1: Particles) -> Array:
 # Generative-flow metrics as the flow-matching papers report them (Tong et al., TMLR 2024).
 
 
-def sample_w2(generated, held_out) -> Scalar:
+def sample_w2(generated: ParticlesLike, held_out: ParticlesLike) -> Scalar:
     """Exact W2 between generated samples and held-out data, equal sizes `(n, d)` (optimal
     assignment; 1000-2000 points is the papers' setting)."""
     generated = _checks.particles(generated, "generated")
@@ -100,8 +112,8 @@ class _WithEnergy(eqx.Module):
         return jnp.concatenate([v, jnp.sum(v**2, axis=1, keepdims=True)], axis=1)
 
 
-def kinetic_energy(field, x0, *, steps=None, solver=None, rtol=1e-5, atol=1e-5, args=None,
-                   saveat=None) -> tuple[Scalar, Trajectory]:
+def kinetic_energy(field, x0: ParticlesLike, *, steps=None, solver=None, rtol=1e-5, atol=1e-5,
+                   args=None, saveat=None) -> tuple[Scalar, Trajectory]:
     """``E int_0^1 |v_t(x_t)|^2 dt`` along the flow of `field` from `x0` `(n, d)`, integrated
     during the solve (with fixed Euler `steps` it is the Riemann sum the papers log).
 
@@ -116,15 +128,15 @@ def kinetic_energy(field, x0, *, steps=None, solver=None, rtol=1e-5, atol=1e-5, 
     return energy, eqx.tree_at(lambda tr: tr.xs, traj, traj.xs[..., :-1])
 
 
-def normalized_path_energy(energy, w2) -> Scalar:
+def normalized_path_energy(energy: ScalarLike, w2: ScalarLike) -> Scalar:
     """``|energy - W2^2| / W2^2``: 0 when the flow's kinetic energy is the optimal one."""
     _checks.positive(w2, "w2")
     w2_sq = jnp.asarray(w2) ** 2
     return jnp.abs(jnp.asarray(energy) - w2_sq) / w2_sq
 
 
-def nfe_for_w2(field, x0, held_out, target_w2, *, steps=(1, 2, 4, 8, 16, 32, 64, 128),
-               solver="euler", args=None) -> dict:
+def nfe_for_w2(field, x0: ParticlesLike, held_out: ParticlesLike, target_w2, *,
+               steps=(1, 2, 4, 8, 16, 32, 64, 128), solver="euler", args=None) -> dict:
     """The fewest field evaluations whose fixed-step samples reach ``W2 <= target_w2``.
 
     Runs `solver` with each number of `steps` from `x0` and measures [`sample_w2`][] to
@@ -170,7 +182,8 @@ def _two_clouds(x, y, chunk_size):
     return x, y, _checks.positive_int(chunk_size, "chunk_size")
 
 
-def median_bandwidth(x, y, *, max_points: int = 1000) -> Scalar:
+def median_bandwidth(x: ParticlesLike, y: ParticlesMLike, *,
+                     max_points: int = 1000) -> Scalar:
     """The median heuristic: the median distance between distinct points of the pooled sample
     (its first `max_points` rows, half from each cloud). `x` `(n, d)`, `y` `(m, d)`."""
     x, y, _ = _two_clouds(x, y, 1)
@@ -185,7 +198,8 @@ def _median_distance(pooled):
     return jnp.sqrt(jnp.median(squared[upper]))
 
 
-def mmd_squared(x, y, *, bandwidth=1.0, unbiased: bool = True, chunk_size: int = 1024) -> Scalar:
+def mmd_squared(x: ParticlesLike, y: ParticlesMLike, *, bandwidth: ScalarLike | str = 1.0,
+                unbiased: bool = True, chunk_size: int = 1024) -> Scalar:
     """Squared maximum mean discrepancy for the Gaussian kernel
     ``exp(-|x - y|^2 / (2 bandwidth^2))`` between clouds `x` `(n, d)` and `y` `(m, d)`.
 
@@ -215,7 +229,7 @@ def _mmd_squared(x, y, h, self_pairs, chunk_size):
     return xx + yy - 2 * _pair_sum(kernel, x, y, chunk_size) / (n * m)
 
 
-def energy_distance(x, y, *, chunk_size: int = 1024) -> Scalar:
+def energy_distance(x: ParticlesLike, y: ParticlesMLike, *, chunk_size: int = 1024) -> Scalar:
     """Squared energy distance ``2 E|X - Y| - E|X - X'| - E|Y - Y'|`` between the empirical
     measures of `x` `(n, d)` and `y` `(m, d)`: >= 0, zero exactly when the measures are equal,
     and the MMD of the kernel ``-|x - y|``, with no bandwidth to choose."""

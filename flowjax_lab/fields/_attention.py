@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _blocks, _checks
-from .._types import Array, Particles
+from .._types import Array, Particles, ParticlesLike, ScalarLike
 
 NORMALIZATIONS = ("softmax", "mean", "sinkhorn")
 PAIR_NUMBERS = 4  # per pair and head: scores, weights and their cotangents (`attend`)
@@ -212,7 +212,7 @@ class Attention(eqx.Module):
             x = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
         return x
 
-    def __call__(self, t, x, args=None) -> Particles:
+    def __call__(self, t: ScalarLike, x: ParticlesLike, args=None) -> Particles:
         """The velocity of every token, shape `(n, d)` like `x`."""
         x = self._check_cloud(x)
         return _velocity(self, jnp.asarray(t, x.dtype), x)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _blocks, _checks
-from .._types import Array, Particles
+from .._types import Array, Particles, ParticlesArray, ParticlesLike, Weights, WeightsLike
 
 
 class _Sums(eqx.Module):
@@ -56,8 +56,8 @@ class ExactFlowMatching(eqx.Module):
     chunk_size: int | None = eqx.field(static=True)
     memory_budget: int = eqx.field(static=True)
 
-    def __init__(self, data, weights=None, *, chunk_size: int | None = None,
-                 memory_budget: int | None = None):
+    def __init__(self, data: ParticlesLike, weights: WeightsLike | None = None, *,
+                 chunk_size: int | None = None, memory_budget: int | None = None):
         data = _checks.particles(data, "data")
         m = data.shape[0]
         if weights is None:
@@ -90,30 +90,30 @@ class ExactFlowMatching(eqx.Module):
         edge = _blocks.choose_block(n, m, d + 3, x.dtype, self.memory_budget)
         return (n, m) if edge is None else (min(edge, n), min(edge, m))
 
-    def __call__(self, t, x, args=None) -> Particles:
+    def __call__(self, t, x: ParticlesLike, args=None) -> Particles:
         """The velocity ``E[X1 - X0 | X_t = x]``, shape `(n, d)`."""
         acc = self._moments(t, x)
         return (acc.sums.y - acc.sums.z) / acc.mass[:, None]
 
-    def denoiser(self, t, x) -> Particles:
+    def denoiser(self, t, x: ParticlesLike) -> Particles:
         """The posterior mean ``E[X1 | X_t = x]`` (x1-prediction), shape `(n, d)`."""
         acc = self._moments(t, x)
         return acc.sums.y / acc.mass[:, None]
 
-    def score(self, t, x) -> Particles:
+    def score(self, t, x: ParticlesLike) -> Particles:
         """``grad log alpha_t(x) = -E[X0 | X_t = x] / (1 - t)`` (Tweedie), shape `(n, d)`."""
         acc = self._moments(t, x)
         s = 1 - self._times(t, x)
         return -acc.sums.z / (acc.mass * s)[:, None]
 
-    def log_prob(self, t, x) -> Array:
+    def log_prob(self, t, x: ParticlesArray) -> Weights:
         """Log-density of ``alpha_t = sum_j w_j N(t y_j, (1 - t)^2 I)`` at each particle, `(n,)`."""
         acc = self._moments(t, x)
         s = 1 - self._times(t, x)
         d = x.shape[1]
         return acc.top + jnp.log(acc.mass) - d * jnp.log(s) - d / 2 * jnp.log(2 * jnp.pi)
 
-    def divergence(self, t, x, args=None) -> Array:
+    def divergence(self, t, x: ParticlesLike, args=None) -> Weights:
         """The exact divergence of the velocity at each particle, shape `(n,)`.
 
         ``div v = (tr grad E[X1|x] - d) / (1 - t)`` with ``grad E[X1|x] = t Cov(X1|x) / (1-t)^2``;

@@ -4,7 +4,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .. import _checks
-from .._types import Matrix
+from .._types import Matrix, MatrixLike, Particles, ParticlesLike, ScalarLike, Weights
 from ..theory._flow_matching import gaussian_velocity
 
 
@@ -20,20 +20,20 @@ class GaussianFlowMatching(eqx.Module):
     cov0: Matrix
     cov1: Matrix
 
-    def __init__(self, cov0, cov1):
+    def __init__(self, cov0: MatrixLike, cov1: MatrixLike):
         self.cov0 = _checks.covariance(cov0, "cov0")
         self.cov1 = _checks.covariance(cov1, "cov1", dim=self.cov0.shape[0]).astype(
             self.cov0.dtype
         )
 
-    def matrix(self, t) -> Matrix:
+    def matrix(self, t: ScalarLike) -> Matrix:
         """A_t, shape `(d, d)`."""
         return gaussian_velocity(self.cov0, self.cov1, jnp.asarray(t, self.cov0.dtype))[1]
 
-    def __call__(self, t, x, args=None):
+    def __call__(self, t: ScalarLike, x: ParticlesLike, args=None) -> Particles:
         x = _checks.particles(x, "x", dim=self.cov0.shape[0], finite=False)
         return (x @ self.matrix(t).T.astype(x.dtype)).astype(x.dtype)
 
-    def divergence(self, t, x, args=None):
+    def divergence(self, t: ScalarLike, x: ParticlesLike, args=None) -> Weights:
         x = _checks.particles(x, "x", dim=self.cov0.shape[0], finite=False)
         return jnp.broadcast_to(jnp.trace(self.matrix(t)).astype(x.dtype), x.shape[:1])

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _blocks, _checks
-from .._types import Scalar, Weights
+from .._types import Particles, ParticlesArray, ParticlesLike, Scalar, Weights, WeightsLike
 
 RADIAL_CHUNK = 512
 """Default block edge of the radial fast path: `(512, 512)` blocks of squared distances (the
@@ -35,7 +35,8 @@ def _uniform(x, weights):
     return weights.astype(x.dtype)
 
 
-def interaction_energy(x, kernel=None, potential=None, weights=None, *,
+def interaction_energy(x: ParticlesLike, kernel=None, potential=None,
+                       weights: WeightsLike | None = None, *,
                        chunk_size=None) -> Scalar:
     """``F(x) = sum_i w_i potential(x_i) + 1/2 sum_{i != j} w_i w_j kernel(x_i - x_j)``.
 
@@ -83,7 +84,8 @@ class Interaction(eqx.Module):
     weights: Weights | None
     chunk_size: int | None = eqx.field(static=True)
 
-    def __init__(self, kernel=None, potential=None, *, weights=None, chunk_size=None):
+    def __init__(self, kernel=None, potential=None, *, weights: WeightsLike | None = None,
+                 chunk_size=None):
         for f, name in ((kernel, "kernel"), (potential, "potential")):
             if f is not None and not callable(f):
                 raise TypeError(f"`{name}` must be callable on one point (d,) -> (), got {f!r}.")
@@ -136,18 +138,18 @@ class Interaction(eqx.Module):
             return self.kernel.of_squared_distance
         return None
 
-    def __call__(self, t, x, args=None):
+    def __call__(self, t, x: ParticlesArray, args=None) -> Particles:
         """Velocity of every particle, shape `(n, d)`."""
         self.check(x)
         return _velocity(self, x)
 
-    def divergence(self, t, x, args=None):
+    def divergence(self, t, x: ParticlesArray, args=None) -> Weights:
         """Divergence of the velocity field at each particle (the cloud held fixed), `(n,)`:
         ``-Laplacian V(x_i) - sum_{j != i} w_j Laplacian W(x_i - x_j)``."""
         self.check(x)
         return _divergence(self, x)
 
-    def energy(self, x) -> Scalar:
+    def energy(self, x: ParticlesArray) -> Scalar:
         """The energy ``F(x)`` that this flow decreases, a scalar."""
         self.check(x)
         return _energy(self, x)

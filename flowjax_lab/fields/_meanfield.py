@@ -5,9 +5,21 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
-from .._types import Array, Matrix, Scalar
+from .._types import (
+    Array,
+    ArrayLike,
+    Matrix,
+    Particles,
+    ParticlesArray,
+    ParticlesLike,
+    Real,
+    Scalar,
+)
+from ..theory._linear_network import CrossMoment, InputMoment
 
 ACTIVATIONS = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
+
+Targets = Real[ArrayLike, "n *k"] | list  # `(n,)` or `(n, k)`
 
 
 def _data(z, y, names=("z", "y")):
@@ -34,7 +46,7 @@ class LinearNetworkField(eqx.Module):
     Szz: Matrix
     Syz: Array
 
-    def __init__(self, Szz, Syz):
+    def __init__(self, Szz: InputMoment, Syz: CrossMoment):
         self.Szz = _checks.covariance(Szz, "Szz")
         Syz = _checks.as_float_array(Syz, "Syz").astype(self.Szz.dtype)
         if Syz.ndim != 2 or Syz.shape[1] != self.Szz.shape[0]:
@@ -43,7 +55,7 @@ class LinearNetworkField(eqx.Module):
         self.Syz = _checks.check_finite(Syz, "Syz")
 
     @classmethod
-    def from_data(cls, z, y) -> "LinearNetworkField":
+    def from_data(cls, z: ParticlesLike, y: Targets) -> "LinearNetworkField":
         """Moments ``Szz = z^T z / N``, ``Syz = y^T z / N`` of samples `z` `(N, d_in)`,
         `y` `(N, d_out)` or `(N,)`."""
         z, y = _data(z, y)
@@ -65,13 +77,13 @@ class LinearNetworkField(eqx.Module):
         u, v = x[:, : self.d_in], x[:, self.d_in :]
         return v.T @ u / x.shape[0]
 
-    def risk(self, x) -> Scalar:
+    def risk(self, x: ParticlesArray) -> Scalar:
         """``1/2 tr(M Szz M^T) - tr(Syz^T M)``: the risk up to the constant ``E|y|^2 / 2``."""
         m = self.predictor(x)
         szz, syz = self.Szz.astype(x.dtype), self.Syz.astype(x.dtype)
         return 0.5 * jnp.trace(m @ szz @ m.T) - jnp.sum(syz * m)
 
-    def __call__(self, t, x, args=None):
+    def __call__(self, t, x: ParticlesArray, args=None) -> Particles:
         m = self.predictor(x)
         g = m @ self.Szz.astype(x.dtype) - self.Syz.astype(x.dtype)
         u, v = x[:, : self.d_in], x[:, self.d_in :]
@@ -96,7 +108,7 @@ class TwoLayerMeanField(eqx.Module):
     activation: str = eqx.field(static=True)
     bias: bool = eqx.field(static=True)
 
-    def __init__(self, z, y, *, activation="relu", bias=False):
+    def __init__(self, z: ParticlesLike, y: Targets, *, activation="relu", bias=False):
         self.z, self.y = _data(z, y)
         self.activation = _checks.choice(activation, ACTIVATIONS, "activation")
         if not isinstance(bias, bool):
@@ -123,10 +135,10 @@ class TwoLayerMeanField(eqx.Module):
             pre = pre + x[:, d_in][None, :]
         return ACTIVATIONS[self.activation](pre) @ v / x.shape[0]
 
-    def risk(self, x) -> Scalar:
+    def risk(self, x: ParticlesArray) -> Scalar:
         """Empirical risk ``1/(2N) sum_k |f(z_k) - y_k|^2``."""
         residual = self.predict(x, self.z) - self.y.astype(x.dtype)
         return 0.5 * jnp.mean(jnp.sum(residual**2, axis=1))
 
-    def __call__(self, t, x, args=None):
+    def __call__(self, t, x: ParticlesArray, args=None) -> Particles:
         return -x.shape[0] * jax.grad(self.risk)(x)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
-from .._types import Array, Key, Particles
+from .._types import Array, Key, Particles, ParticlesArray, ScalarLike, Weights
 
 
 def _with_time(t, x):
@@ -54,7 +54,7 @@ class MLPField(eqx.Module):
                               replace_fn=jnp.zeros_like)
         self.mlp = mlp
 
-    def __call__(self, t, x, args=None) -> Particles:
+    def __call__(self, t: ScalarLike, x: ParticlesArray, args=None) -> Particles:
         return jax.vmap(self.mlp)(_with_time(jnp.asarray(t, x.dtype), x))
 
 
@@ -167,9 +167,9 @@ class OTFlowPotential(eqx.Module):
         phi = lambda xi: self.value(t, xi[None])[0]
         return jax.vmap(lambda xi: jnp.trace(jax.jacfwd(jax.grad(phi))(xi)))(x)
 
-    def __call__(self, t, x, args=None) -> Particles:
+    def __call__(self, t: ScalarLike, x: ParticlesArray, args=None) -> Particles:
         return -self.gradient_and_laplacian(t, x)[0]
 
-    def divergence(self, t, x, args=None) -> Array:
+    def divergence(self, t: ScalarLike, x: ParticlesArray, args=None) -> Weights:
         """Divergence of the velocity ``-grad_x Phi``: ``-tr(grad_x^2 Phi)``, shape `(n,)`."""
         return -self.gradient_and_laplacian(t, x)[2]

@@ -6,6 +6,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._types import Particles, ParticlesArray, Weights
+
 
 class Pointwise(eqx.Module):
     """The field ``x -> [rule(t, x_i, args)]_i`` of a rule on one particle `(d,) -> (d,)`.
@@ -15,7 +17,7 @@ class Pointwise(eqx.Module):
 
     rule: Callable
 
-    def __call__(self, t, x, args=None):
+    def __call__(self, t, x: ParticlesArray, args=None) -> Particles:
         _cloud(x)
         out = jax.vmap(self.rule, in_axes=(None, 0, None))(t, x, args)
         if out.shape != x.shape:
@@ -23,7 +25,7 @@ class Pointwise(eqx.Module):
                              f"{x.shape[1:]}, got {out.shape[1:]}.")
         return out
 
-    def divergence(self, t, x, args=None):
+    def divergence(self, t, x: ParticlesArray, args=None) -> Weights:
         _cloud(x)
         jac = jax.vmap(jax.jacfwd(self.rule, argnums=1), in_axes=(None, 0, None))(t, x, args)
         return jnp.trace(jac, axis1=1, axis2=2)

@@ -5,11 +5,11 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
-from .._types import Array
+from .._types import ParticlesLike, Path, ScalarLike
 
 
-def residual_transformer(field, x0, layers: int, *, t0=0.0, t1=1.0, args=None,
-                         normalize=None) -> Array:
+def residual_transformer(field, x0: ParticlesLike, layers: int, *, t0: ScalarLike = 0.0,
+                         t1: ScalarLike = 1.0, args=None, normalize=None) -> Path:
     """Tokens through `layers` residual layers ``x_{l+1} = x_l + h field(t_l, x_l)``, with
     ``h = (t1 - t0) / layers`` and ``t_l = t0 + l h`` (so a [`PiecewiseConstant`][] parameter with
     `layers` pieces gives layer l its own parameters).

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
-from .._types import Array, Key, Particles
+from .._types import Array, Key, Particles, ParticlesArray, ScalarLike
 
 
 def _time_features(t, frequencies: int) -> Array:
@@ -105,7 +105,7 @@ class UNetField(eqx.Module):
         h3 = act(conv3x3(self.conv_up, jnp.concatenate([_upsample(h2), h1])) + s3)
         return conv3x3(self.conv_out, h3)[0]  # h1, h3: (c, s, s); h2: (2c, s/2, s/2)
 
-    def __call__(self, t, x, args=None) -> Particles:
+    def __call__(self, t: ScalarLike, x: ParticlesArray, args=None) -> Particles:
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"`x` must have shape (n, {self.dim}) for this field, got "
                              f"{tuple(x.shape)}.")

@@ -4,8 +4,10 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
-from .._types import Array, Scalar
+from .._types import Array, Float, ParticlesLike, PathLike, Scalar
 from ..fields._interaction import Interaction
+
+Energies = Float[Array, " T"]
 
 
 def _interaction(field) -> Interaction:
@@ -14,7 +16,7 @@ def _interaction(field) -> Interaction:
     return field
 
 
-def energy_along(field, xs) -> Array:
+def energy_along(field, xs: PathLike) -> Energies:
     """The energy ``field.energy`` of each saved cloud of `xs` `(T, n, d)`, shape `(T,)`.
 
     Along the exact flow it never increases: ``dF/dt = -sum_i w_i |v_i|^2``.
@@ -27,7 +29,7 @@ def energy_along(field, xs) -> Array:
     return jax.lax.map(field.energy, xs)
 
 
-def dissipation(field, x) -> Scalar:
+def dissipation(field, x: ParticlesLike) -> Scalar:
     """The dissipation ``-dF/dt = sum_i w_i |v_i|^2`` of the cloud `x` `(n, d)`, a scalar."""
     field = _interaction(field)
     x = _checks.particles(x, "x")

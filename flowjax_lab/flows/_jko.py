@@ -8,6 +8,7 @@ import optimistix as optx
 from .. import _checks
 from .._status import Status, finite_status, first_failure, from_diffrax, raise_if_failed
 from .._trajectory import Trajectory
+from .._types import Particles, ParticlesLike, ScalarLike, StatusCode, WeightsLike
 
 
 def _check_energy(energy, x) -> None:
@@ -61,8 +62,9 @@ def _jko(energy, x0, tau, w, num_steps, rtol, atol, max_steps):
     return Trajectory(ts, xs, None, stats, status)
 
 
-def jko_step(energy, x, tau, *, weights=None, rtol=1e-8, atol=1e-8, max_steps=512,
-             throw=False):
+def jko_step(energy, x: ParticlesLike, tau: ScalarLike, *, weights: WeightsLike | None = None,
+             rtol=1e-8, atol=1e-8, max_steps=512,
+             throw=False) -> tuple[Particles, StatusCode]:
     """One minimizing movement ``argmin_y sum_i w_i |y_i - x_i|^2 / (2 tau) + energy(y)``.
 
     The transport cost pairs `y_i` with `x_i`, which equals ``W2^2(x, y)`` for small steps (the
@@ -86,8 +88,9 @@ def jko_step(energy, x, tau, *, weights=None, rtol=1e-8, atol=1e-8, max_steps=51
     return (raise_if_failed(y, status, "jko_step") if throw else y), status
 
 
-def jko(energy, x0, tau, num_steps, *, weights=None, rtol=1e-8, atol=1e-8,
-        max_steps=512, throw=False) -> Trajectory:
+def jko(energy, x0: ParticlesLike, tau: ScalarLike, num_steps: int, *,
+        weights: WeightsLike | None = None, rtol=1e-8, atol=1e-8, max_steps=512,
+        throw=False) -> Trajectory:
     """`num_steps` JKO steps of size `tau` from `x0` `(n, d)`, in one jitted ``lax.scan``.
 
     Arguments as in `jko_step`.

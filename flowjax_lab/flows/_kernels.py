@@ -12,6 +12,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .. import _checks
+from .._types import MatrixLike, Scalar, ScalarLike, Vector, VectorLike
 
 
 class RadialKernel(eqx.Module):
@@ -27,15 +28,15 @@ class RadialKernel(eqx.Module):
     def of_squared_distance(self, r2):
         """``W`` as a function of ``r2 = |z|^2``, elementwise."""
 
-    def __call__(self, z):
+    def __call__(self, z: Vector) -> Scalar:
         return self.of_squared_distance(jnp.sum(z**2))
 
 
 class GaussianKernel(RadialKernel):
     """``W(z) = strength * exp(-|z|^2 / (2 scale^2))``: repulsive for strength > 0."""
 
-    scale: float = 1.0
-    strength: float = 1.0
+    scale: ScalarLike = 1.0
+    strength: ScalarLike = 1.0
 
     def __check_init__(self):
         _checks.positive(self.scale, "scale")
@@ -47,7 +48,7 @@ class GaussianKernel(RadialKernel):
 class LogKernel(RadialKernel):
     """``W(z) = -strength * log|z|`` (2-D Coulomb): repulsive for strength > 0, singular at 0."""
 
-    strength: float = 1.0
+    strength: ScalarLike = 1.0
 
     def of_squared_distance(self, r2):
         return -self.strength * 0.5 * jnp.log(r2)
@@ -57,8 +58,8 @@ class RieszKernel(RadialKernel):
     """``W(z) = strength * |z|^(-s) / s`` with s > 0 (s = d - 2 is Coulomb in d >= 3); repulsive
     for strength > 0, singular at 0 (two particles that collide get a NaN velocity)."""
 
-    s: float = 1.0
-    strength: float = 1.0
+    s: ScalarLike = 1.0
+    strength: ScalarLike = 1.0
 
     def __check_init__(self):
         _checks.positive(self.s, "s")
@@ -72,8 +73,8 @@ class PowerLawKernel(RadialKernel):
     ``log|z|``): attractive at long range, repulsive at short range. b <= 0 is singular at 0.
     Aggregation equations (Carrillo et al.) use e.g. a = 2, b = 0.5 or b = 0."""
 
-    a: float = 2.0
-    b: float = 0.5
+    a: ScalarLike = 2.0
+    b: ScalarLike = 0.5
 
     def __check_init__(self):
         _checks.positive(self.a, "a")
@@ -96,10 +97,10 @@ class QuadraticPotential(eqx.Module):
     (symmetric). Its Langevin dynamics at temperature T is an Ornstein-Uhlenbeck process with
     equilibrium N(center, T A^{-1})."""
 
-    matrix: float | jnp.ndarray = 1.0
-    center: float | jnp.ndarray = 0.0
+    matrix: ScalarLike | MatrixLike = 1.0
+    center: ScalarLike | VectorLike = 0.0
 
-    def __call__(self, x):
+    def __call__(self, x: Vector) -> Scalar:
         y = x - jnp.asarray(self.center, x.dtype)
         a = jnp.asarray(self.matrix, x.dtype)
         if a.ndim == 0:

@@ -5,11 +5,15 @@ import jax.numpy as jnp
 from .. import _checks
 from .._simulate_sde import simulate_sde
 from .._trajectory import Trajectory
+from .._types import Key, ParticlesLike, ScalarLike, TimesLike, WeightsLike
 from ..fields._interaction import Interaction
 
 
-def langevin(x0, key, *, potential=None, kernel=None, temperature=1.0, t0=0.0, t1=1.0, steps,
-             saveat=None, weights=None, chunk_size=None, solver="euler") -> Trajectory:
+def langevin(x0: ParticlesLike, key: Key, *, potential=None, kernel=None,
+             temperature: ScalarLike = 1.0, t0: ScalarLike = 0.0, t1: ScalarLike = 1.0,
+             steps: int, saveat: int | TimesLike | None = None,
+             weights: WeightsLike | None = None, chunk_size=None,
+             solver="euler") -> Trajectory:
     """Simulate ``dX_i = v_i(X) dt + sqrt(2 temperature) dW_i`` with `v` the
     [`fields.Interaction`][] velocity of `potential` and `kernel`.
 

@@ -20,8 +20,24 @@ import jax.numpy as jnp
 
 from .. import _checks
 from .._status import from_diffrax, raise_if_failed
-from .._types import Array, Matrix, Scalar, Times
+from .._types import (
+    Array,
+    ArrayLike,
+    Float,
+    Matrix,
+    MatrixArray,
+    MatrixLike,
+    Real,
+    Scalar,
+    Times,
+    TimesLike,
+)
 from ._linalg import symmetrize
+
+# One head `(k, d)`, `(d, d)` or `h` heads `(h, k, d)`, `(h, d, d)`.
+Queries = Real[ArrayLike, "*h k d"] | list
+Values = Real[ArrayLike, "*h d d"] | list
+Covariances = Float[Array, "T d d"]
 
 
 class AttentionCovariance(eqx.Module):
@@ -36,7 +52,7 @@ class AttentionCovariance(eqx.Module):
     """
 
     ts: Times
-    covs: Array
+    covs: Covariances
     blow_up_time: Scalar
     blew_up: Array
 
@@ -59,14 +75,16 @@ def _heads(Q, K, V, d: int | None = None):
     return Q, K, V
 
 
-def attention_velocity_matrix(cov, Q, K, V) -> Matrix:
+def attention_velocity_matrix(cov: MatrixArray, Q: Queries, K: Queries,
+                              V: Values) -> Matrix:
     """The matrix ``A = sum_h V_h cov K_h^T Q_h`` of the mean-field field ``v(x) = A x`` of
     softmax attention on N(0, cov), shape `(d, d)`."""
     Q, K, V = _heads(Q, K, V, cov.shape[0])
     return jnp.einsum("hij,jk,hlk,hlm->im", V, cov, K, Q)
 
 
-def attention_covariance(cov0, Q, K, V, ts, *, rtol=1e-8, atol=1e-8, threshold=1e8,
+def attention_covariance(cov0: MatrixLike, Q: Queries, K: Queries, V: Values, ts: TimesLike, *,
+                         rtol=1e-8, atol=1e-8, threshold=1e8,
                          max_steps=16384) -> AttentionCovariance:
     """Covariance of centred Gaussian tokens moved by softmax attention (mean-field limit).
 
@@ -123,7 +141,8 @@ def _symmetrize(covs):
     return (covs + jnp.swapaxes(covs, -1, -2)) / 2
 
 
-def attention_covariance_identity(cov0, Q, K, ts) -> AttentionCovariance:
+def attention_covariance_identity(cov0: MatrixLike, Q: Queries, K: Queries,
+                                  ts: TimesLike) -> AttentionCovariance:
     """The closed form for ``V = I`` (every head): ``S_t = (S_0^{-1} - t (M + M^T))^{-1}`` with
     ``M = sum_h K_h^T Q_h``, and the exact blow-up time
     ``t* = 1 / lambda_max(S_0^{1/2} (M + M^T) S_0^{1/2})`` (`inf` when that is <= 0).

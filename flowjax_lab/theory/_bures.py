@@ -3,11 +3,11 @@
 import jax.numpy as jnp
 
 from .. import _checks
-from .._types import Matrix, Scalar
+from .._types import Matrix, MatrixLike, Scalar, ScalarLike, VectorLike
 from ._linalg import inv_sqrtm_pd, sqrtm_psd, symmetrize
 
 
-def bures_monge_map(cov0, cov1) -> Matrix:
+def bures_monge_map(cov0: MatrixLike, cov1: MatrixLike) -> Matrix:
     """The symmetric matrix T with ``T cov0 T = cov1``: the W2-optimal map, shape `(d, d)`.
 
     ``T = cov0^{-1/2} (cov0^{1/2} cov1 cov0^{1/2})^{1/2} cov0^{-1/2}``.
@@ -20,7 +20,7 @@ def bures_monge_map(cov0, cov1) -> Matrix:
     return symmetrize(inv_root0 @ sqrtm_psd(root0 @ cov1 @ root0) @ inv_root0)
 
 
-def bures_geodesic(cov0, cov1, t) -> Matrix:
+def bures_geodesic(cov0: MatrixLike, cov1: MatrixLike, t: ScalarLike) -> Matrix:
     """Covariance at time `t` of McCann's interpolation between N(0, cov0) and N(0, cov1).
 
     ``cov_t = ((1-t) I + t T) cov0 ((1-t) I + t T)`` with T the Monge map; shape `(d, d)`.
@@ -31,7 +31,8 @@ def bures_geodesic(cov0, cov1, t) -> Matrix:
     return symmetrize(step @ jnp.asarray(cov0, transport.dtype) @ step)
 
 
-def bures_w2_squared(mean0, cov0, mean1, cov1) -> Scalar:
+def bures_w2_squared(mean0: VectorLike, cov0: MatrixLike, mean1: VectorLike,
+                     cov1: MatrixLike) -> Scalar:
     """Squared W2 between N(mean0, cov0) and N(mean1, cov1):
     ``|m0 - m1|^2 + tr cov0 + tr cov1 - 2 tr (cov0^{1/2} cov1 cov0^{1/2})^{1/2}``."""
     cov0 = _checks.covariance(cov0, "cov0", semidefinite=True)

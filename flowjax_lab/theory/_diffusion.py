@@ -19,7 +19,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks
-from .._types import Matrix, Particles
+from .._types import (
+    ArrayLike,
+    Matrix,
+    MatrixLike,
+    Particles,
+    ParticlesLike,
+    Real,
+    ScalarLike,
+    TimesLike,
+    VectorLike,
+)
 
 DIFFUSION_SAMPLERS = (
     "reverse_sde_euler_maruyama",
@@ -31,8 +41,13 @@ DIFFUSION_SAMPLERS = (
     "dpm_solver_2",
 )
 
+# The `K` components of a Gaussian mixture.
+Means = Real[ArrayLike, "K d"] | list
+ComponentCovariances = Real[ArrayLike, "K d d"] | list
+ComponentWeights = Real[ArrayLike, " K"] | list
 
-def diffusion_covariance(cov0, alpha, sigma) -> Matrix:
+
+def diffusion_covariance(cov0: MatrixLike, alpha: ScalarLike, sigma: ScalarLike) -> Matrix:
     """Covariance ``alpha^2 cov0 + sigma^2 I`` of ``alpha x0 + sigma eps`` for x0 ~ N(m, cov0),
     eps ~ N(0, I) independent; `alpha`, `sigma` scalars. Shape `(d, d)`."""
     cov0 = _checks.covariance(cov0, "cov0", semidefinite=True)
@@ -47,7 +62,7 @@ def _solve_cholesky(chol, b):
     return jax.scipy.linalg.solve_triangular(chol.T, z, lower=False)
 
 
-def gaussian_score(x, mean, cov) -> Particles:
+def gaussian_score(x: ParticlesLike, mean: VectorLike, cov: MatrixLike) -> Particles:
     """``grad log N(mean, cov)`` at each row of `x` `(n, d)`: ``-cov^{-1} (x - mean)``, `(n, d)`."""
     x = _checks.particles(x, "x")
     mean = _checks.vector(mean, "mean", dim=x.shape[1]).astype(x.dtype)
@@ -55,7 +70,8 @@ def gaussian_score(x, mean, cov) -> Particles:
     return -_solve_cholesky(jnp.linalg.cholesky(cov), (x - mean[None, :]).T).T
 
 
-def gaussian_mixture_score(x, means, covs, weights) -> Particles:
+def gaussian_mixture_score(x: ParticlesLike, means: Means, covs: ComponentCovariances,
+                           weights: ComponentWeights) -> Particles:
     """``grad log sum_k w_k N(x; m_k, C_k)`` at each row of `x` `(n, d)`, shape `(n, d)`.
 
     The posterior weights of the components are a softmax of ``log w_k + log N_k(x)``
@@ -139,8 +155,8 @@ def _all_steps(c, ts, alpha, sigma, eta):
     return jnp.stack(m), jnp.stack(q)
 
 
-def diffusion_sampler_covariance(cov0, cov_start, ts, alpha, sigma, *, sampler: str,
-                                 eta=0.0) -> Matrix:
+def diffusion_sampler_covariance(cov0: MatrixLike, cov_start: MatrixLike, ts: TimesLike, alpha,
+                                 sigma, *, sampler: str, eta=0.0) -> Matrix:
     """The covariance a sampler produces on the target N(0, cov0) with the exact prediction.
 
     Starting from particles of covariance `cov_start` at ``ts[0]``, `sampler` steps through the

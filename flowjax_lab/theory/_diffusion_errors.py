@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks
-from .._types import Matrix, Scalar, Vector
+from .._types import Matrix, MatrixLike, Scalar, TimesLike, Vector, VectorLike
 from ._bures import bures_w2_squared
 from ._diffusion import DIFFUSION_SAMPLERS, _all_steps, diffusion_sampler_covariance
 
@@ -104,8 +104,9 @@ def _mean_recursion(mean_model, cov_model, mean_start, ts, steps, alpha, sigma, 
     return a1 * mean_model + basis @ end
 
 
-def diffusion_sampler_law(mean_model, cov_model, mean_start, cov_start, ts, alpha, sigma, *,
-                          sampler: str, eta=0.0) -> tuple[Vector, Matrix]:
+def diffusion_sampler_law(mean_model: VectorLike, cov_model: MatrixLike, mean_start: VectorLike,
+                          cov_start: MatrixLike, ts: TimesLike, alpha, sigma, *, sampler: str,
+                          eta=0.0) -> tuple[Vector, Matrix]:
     """The Gaussian law a sampler produces with the score of N(`mean_model`, `cov_model`).
 
     Starting from N(`mean_start`, `cov_start`) at ``ts[0]``, `sampler` steps through the
@@ -165,8 +166,8 @@ def _w2(mean0, cov0, mean1, cov1):
     return jnp.sqrt(bures_w2_squared(mean0, cov0, mean1, cov1))
 
 
-def diffusion_errors(mean, cov, ts, alpha, sigma, *, sampler: str, n: int, eta=0.0,
-                     prior_std=1.0) -> DiffusionErrors:
+def diffusion_errors(mean: VectorLike, cov: MatrixLike, ts: TimesLike, alpha, sigma, *,
+                     sampler: str, n: int, eta=0.0, prior_std=1.0) -> DiffusionErrors:
     """The error contributions of `sampler` on data N(`mean`, `cov`), see the module docstring.
 
     **Arguments:**

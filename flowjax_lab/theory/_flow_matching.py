@@ -6,10 +6,11 @@ import jax.numpy as jnp
 
 from .. import _checks
 from .._status import finite_status, from_diffrax, raise_if_failed
-from .._types import Matrix
+from .._types import Matrix, MatrixLike, ScalarLike
 
 
-def flow_matching_gaussian(cov0, cov1, t) -> tuple[Matrix, Matrix]:
+def flow_matching_gaussian(cov0: MatrixLike, cov1: MatrixLike,
+                           t: ScalarLike) -> tuple[Matrix, Matrix]:
     """Interpolant covariance and linear velocity between N(0, cov0) and N(0, cov1).
 
     With X0 ~ N(0, cov0), X1 ~ N(0, cov1) independent and X_t = (1 - t) X0 + t X1:
@@ -36,7 +37,8 @@ def gaussian_velocity(cov0, cov1, t) -> tuple[Matrix, Matrix]:
     return cov_t, a_t
 
 
-def flow_matching_map(cov0, cov1, t=1.0, *, rtol=1e-8, atol=1e-8) -> Matrix:
+def flow_matching_map(cov0: MatrixLike, cov1: MatrixLike, t: ScalarLike = 1.0, *, rtol=1e-8,
+                      atol=1e-8) -> Matrix:
     """The linear flow map Phi_t of ``dx/dt = A_t x`` from 0 to `t`, shape `(d, d)`.
 
     Integrates the matrix ODE ``dPhi/dt = A_t Phi`` with diffrax. Phi_1 pushes N(0, cov0) to

@@ -3,10 +3,10 @@
 import jax.numpy as jnp
 
 from .. import _checks
-from .._types import Matrix
+from .._types import Matrix, MatrixLike, ScalarLike
 
 
-def heat_covariance(cov0, t, diffusivity=1.0) -> Matrix:
+def heat_covariance(cov0: MatrixLike, t: ScalarLike, diffusivity: ScalarLike = 1.0) -> Matrix:
     """Covariance at time `t` of ``d rho/dt = diffusivity * Laplacian(rho)`` from N(m, cov0).
 
     The heat flow is the Wasserstein gradient flow of ``diffusivity * int rho log rho``; its

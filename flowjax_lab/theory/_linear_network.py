@@ -6,10 +6,17 @@ import jax.numpy as jnp
 
 from .. import _checks
 from .._status import finite_status, from_diffrax, raise_if_failed
-from .._types import Array
+from .._types import Array, ArrayLike, Float, Real, TimesLike
+
+# The neuron covariance: `p = d_in + d_out`.
+NeuronCovariance = Real[ArrayLike, "p p"] | list
+Covariances = Float[Array, "T p p"]
+InputMoment = Real[ArrayLike, "d_in d_in"] | list
+CrossMoment = Real[ArrayLike, "d_out d_in"] | list
 
 
-def linear_network_covariance(cov0, Szz, Syz, ts, *, rtol=1e-8, atol=1e-8) -> Array:
+def linear_network_covariance(cov0: NeuronCovariance, Szz: InputMoment, Syz: CrossMoment,
+                              ts: TimesLike, *, rtol=1e-8, atol=1e-8) -> Covariances:
     """Neuron covariance along the Wasserstein gradient flow of a mean-field linear network.
 
     Neurons ``theta = (u, v)`` with ``u`` in R^{d_in}, ``v`` in R^{d_out} give the predictor

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 
 from .. import _checks
-from .._types import Scalar
+from .._types import MatrixLike, Scalar, ScalarLike, VectorLike
 
 
 def _mean_kernel(delta, cov, bandwidth):
@@ -15,7 +15,8 @@ def _mean_kernel(delta, cov, bandwidth):
     return jnp.exp(-quadratic / 2) / jnp.sqrt(determinant)
 
 
-def gaussian_mmd_squared(mean0, cov0, mean1, cov1, bandwidth=1.0) -> Scalar:
+def gaussian_mmd_squared(mean0: VectorLike, cov0: MatrixLike, mean1: VectorLike, cov1: MatrixLike,
+                         bandwidth: ScalarLike = 1.0) -> Scalar:
     """Squared MMD between N(mean0, cov0) and N(mean1, cov1) for the kernel
     ``exp(-|x - y|^2 / (2 bandwidth^2))``: ``E k(X, X') + E k(Y, Y') - 2 E k(X, Y)``.
 

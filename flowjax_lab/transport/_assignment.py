@@ -6,24 +6,24 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .. import _checks
-from .._types import Array, Particles
+from .._types import ArrayLike, Pairwise, Particles, ParticlesLike, ParticlesM, Permutation
 
 
-def _assign_host(cost: np.ndarray) -> np.ndarray:
+def _assign_host(cost: ArrayLike) -> np.ndarray:
     rows, cols = linear_sum_assignment(np.asarray(cost, dtype=np.float64))
     perm = np.empty_like(cols)
     perm[rows] = cols
     return perm.astype(np.int32)
 
 
-def squared_distances(x: Particles, y: Particles) -> Array:
+def squared_distances(x: Particles, y: ParticlesM) -> Pairwise:
     """|x_i - y_j|^2, shape `(n, m)`."""
     return (
         jnp.sum(x**2, axis=1)[:, None] + jnp.sum(y**2, axis=1)[None, :] - 2 * x @ y.T
     ).clip(0)
 
 
-def optimal_permutation(x: Particles, y: Particles) -> Array:
+def optimal_permutation(x: ParticlesLike, y: ParticlesLike) -> Permutation:
     """The permutation `p` `(n,)` minimising ``sum_i |x_i - y_{p_i}|^2`` (Hungarian, on host).
 
     Works under ``jit`` and ``vmap`` through ``jax.pure_callback``; not differentiable (the

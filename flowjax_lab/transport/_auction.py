@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from .. import _checks
 from .._status import HasStatus, Status
-from .._types import Array, Scalar
+from .._types import Array, MatrixLike, Scalar
 
 K = 8  # persons bidding per round
 THETA = 4.0  # epsilon reduction per phase
@@ -52,7 +52,8 @@ class AssignmentResult(HasStatus, eqx.Module):
     what = "linear_assignment"
 
 
-def linear_assignment(cost, *, max_iterations: int | None = None) -> AssignmentResult:
+def linear_assignment(cost: MatrixLike, *,
+                      max_iterations: int | None = None) -> AssignmentResult:
     """Minimum-cost perfect matching of the rows and columns of `cost` `(n, n)`, in XLA.
 
     Exact up to the float resolution of the costs and prices (see `AssignmentResult.gap`); works

@@ -5,13 +5,16 @@ import jax.numpy as jnp
 
 from .. import _checks
 from .._status import Status
-from .._types import Key
+from .._types import Key, Pairwise, Particles, ParticlesLike, Permutation, ScalarLike, StatusCode
 from ._assignment import optimal_permutation
 from ._sinkhorn import check_options, prepare, sinkhorn
 
 
-def minibatch_coupling(x0, x1, *, epsilon=None, key=None, threshold=1e-3, max_iterations=2000,
-                       momentum=None, throw=False, return_status=False) -> tuple:
+def minibatch_coupling(
+    x0: ParticlesLike, x1: ParticlesLike, *, epsilon: ScalarLike | None = None,
+    key: Key | None = None, threshold=1e-3, max_iterations=2000, momentum=None, throw=False,
+    return_status=False,
+) -> tuple[Particles, Particles] | tuple[Particles, Particles, StatusCode]:
     """Pair the rows of `x0` `(n, d)` with rows of `x1` `(n, d)` by optimal transport.
 
     With `epsilon=None` the pairing is the exact optimal permutation (each `x1` row used once).
@@ -45,7 +48,7 @@ def minibatch_coupling(x0, x1, *, epsilon=None, key=None, threshold=1e-3, max_it
     return (*paired, status) if return_status else paired
 
 
-def _sample_plan(key: Key, plan):
+def _sample_plan(key: Key, plan: Pairwise) -> Permutation:
     """One column index per row of `plan` `(n, m)`, drawn in proportion to the row: `(n,)`."""
     logits = jnp.log(jnp.maximum(plan, jnp.finfo(plan.dtype).tiny))
     return jax.random.categorical(key, jax.lax.stop_gradient(logits), axis=1)

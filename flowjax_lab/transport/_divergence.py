@@ -7,11 +7,23 @@ on float32 clouds when float64 is enabled (mismatched ``cond`` branch dtypes).
 import jax.numpy as jnp
 
 from .._status import first_failure, raise_if_failed
+from .._types import (
+    ParticlesLike,
+    ParticlesMLike,
+    Scalar,
+    ScalarLike,
+    StatusCode,
+    WeightsLike,
+    WeightsMLike,
+)
 from ._sinkhorn import check_options, default_epsilon, prepare, sinkhorn, uniform
 
 
-def sinkhorn_divergence(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3,
-                        max_iterations=2000, momentum=None, throw=False, return_status=False):
+def sinkhorn_divergence(
+    x: ParticlesLike, y: ParticlesMLike, *, a: WeightsLike | None = None,
+    b: WeightsMLike | None = None, epsilon: ScalarLike | None = None,
+    threshold=1e-3, max_iterations=2000, momentum=None, throw=False, return_status=False,
+) -> Scalar | tuple[Scalar, StatusCode]:
     """``S(x, y) = OT_eps(x, y) - (OT_eps(x, x) + OT_eps(y, y)) / 2`` for the cost |x - y|^2.
 
     Non-negative, zero when the clouds are equal, and differentiable in `x`, `y` (and the

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 from ott.tools.gaussian_mixture.gaussian import Gaussian as OttGaussian
 
 from .. import _checks
-from .._types import Matrix, Scalar
+from .._types import Matrix, MatrixLike, Scalar, VectorLike
 from ._ott import promoted
 
 
@@ -16,7 +16,8 @@ def _gaussian(mean, cov, names):
     return mean, cov
 
 
-def gaussian_w2_squared(mean0, cov0, mean1, cov1) -> Scalar:
+def gaussian_w2_squared(mean0: VectorLike, cov0: MatrixLike, mean1: VectorLike,
+                        cov1: MatrixLike) -> Scalar:
     """Squared W2 (Bures-Wasserstein) between N(mean0, cov0) and N(mean1, cov1).
 
     Shapes: means `(d,)`, covariances `(d, d)` symmetric positive definite.
@@ -32,7 +33,7 @@ def _squared_w2(mean0, cov0, mean1, cov1) -> Scalar:
     return jnp.maximum(g0.w2_dist(OttGaussian.from_mean_and_cov(mean1, cov1)), 0)
 
 
-def gaussian_monge_map(cov0, cov1) -> Matrix:
+def gaussian_monge_map(cov0: MatrixLike, cov1: MatrixLike) -> Matrix:
     """The optimal (Monge) linear map T from N(0, cov0) to N(0, cov1): symmetric positive
     definite with ``T cov0 T = cov1``, shape `(d, d)`. Apply it as ``x @ T`` (T is symmetric)."""
     cov0 = _checks.covariance(cov0, "cov0")

@@ -43,7 +43,20 @@ from ott.solvers.linear import acceleration, sinkhorn as ott_sinkhorn
 
 from .. import _blocks, _checks
 from .._status import HasStatus, Status, finite_status, raise_if_failed
-from .._types import Array, Particles, Scalar
+from .._types import (
+    Array,
+    Pairwise,
+    Particles,
+    ParticlesLike,
+    ParticlesM,
+    ParticlesMLike,
+    Scalar,
+    ScalarLike,
+    Weights,
+    WeightsLike,
+    WeightsM,
+    WeightsMLike,
+)
 from ._block_geometry import BlockPointCloud, squared_distances
 from ._ott import promoted
 
@@ -144,15 +157,15 @@ class SinkhornResult(HasStatus, eqx.Module):
     """
 
     cost: Scalar
-    f: Array
-    g: Array
+    f: Weights
+    g: WeightsM
     status: Array
     iterations: Array
     epsilon: Scalar
     x: Particles
-    y: Particles
-    a: Array
-    b: Array
+    y: ParticlesM
+    a: Weights
+    b: WeightsM
 
     what = "sinkhorn"
 
@@ -161,13 +174,13 @@ class SinkhornResult(HasStatus, eqx.Module):
         """Boolean array: did the solve converge to a finite solution?"""
         return self.ok
 
-    def cost_matrix(self, *, max_bytes: int | None = None) -> Array:
+    def cost_matrix(self, *, max_bytes: int | None = None) -> Pairwise:
         """|x_i - y_j|^2, shape `(n, m)`; refused (``ValueError``) when it would take more than
         `max_bytes` (default `KERNEL_MAX_BYTES`, 512 MiB)."""
         _check_dense(self.x, self.y, "cost_matrix", max_bytes)
         return self._dense_cost()
 
-    def plan(self, *, max_bytes: int | None = None) -> Array:
+    def plan(self, *, max_bytes: int | None = None) -> Pairwise:
         """The entropic plan ``P_ij = exp((f_i + g_j - C_ij) / eps)``, shape `(n, m)`.
 
         (ott-jax's potentials absorb the weights: the plan's marginals are `a` and `b`.) Refused
@@ -236,8 +249,12 @@ def _in_units(size: int) -> str:
     return f"{size} bytes"
 
 
-def sinkhorn(x, y, *, a=None, b=None, epsilon=None, threshold=1e-3, max_iterations=2000,
-             momentum=None, lse_mode=None, block_size=None, throw=False) -> SinkhornResult:
+def sinkhorn(
+    x: ParticlesLike, y: ParticlesMLike, *, a: WeightsLike | None = None,
+    b: WeightsMLike | None = None, epsilon: ScalarLike | None = None,
+    threshold=1e-3, max_iterations=2000, momentum=None, lse_mode=None, block_size=None,
+    throw=False,
+) -> SinkhornResult:
     """Entropic OT between clouds `x` `(n, d)` and `y` `(m, d)` by Sinkhorn's algorithm (ott-jax).
 
     **Arguments:**

@@ -4,7 +4,15 @@ import jax.numpy as jnp
 
 from .. import _checks
 from .._status import Status
-from .._types import Scalar
+from .._types import (
+    ParticlesLike,
+    ParticlesMLike,
+    Scalar,
+    ScalarLike,
+    StatusCode,
+    WeightsLike,
+    WeightsMLike,
+)
 from ._assignment import optimal_permutation
 from ._divergence import sinkhorn_divergence
 from ._sinkhorn import check_options, prepare
@@ -16,8 +24,11 @@ def _exact_possible(x, y, a, b) -> bool:
     return x.shape[0] == y.shape[0] and a is None and b is None
 
 
-def w2(x, y, *, a=None, b=None, method="auto", epsilon=None, momentum=None,
-       return_method=False, throw=False, return_status=False):
+def w2(
+    x: ParticlesLike, y: ParticlesMLike, *, a: WeightsLike | None = None,
+    b: WeightsMLike | None = None, method="auto", epsilon: ScalarLike | None = None,
+    momentum=None, return_method=False, throw=False, return_status=False,
+) -> Scalar | tuple[Scalar, str] | tuple[Scalar, StatusCode] | tuple[Scalar, str, StatusCode]:
     """W2 (not squared) between clouds `x` `(n, d)` and `y` `(m, d)`.
 
     **Arguments:**
