@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from . import _checks
-from ._solvers import FIXED_STEP_ONLY, evaluations_per_step, ode_solver
-from ._status import finite_status, from_diffrax, raise_if_failed
+from ._solvers import FIXED_STEP_ONLY, evaluations_per_step, fixed_step_states, ode_solver
+from ._status import Status, finite_status, from_diffrax, raise_if_failed
 from ._trajectory import Trajectory
+from ._types import Key, ParticlesLike, ScalarLike, TimesLike, WeightsLike
 
 ADJOINTS: dict[str, Callable[[], dfx.AbstractAdjoint]] = {
     "recursive": dfx.RecursiveCheckpointAdjoint,
@@ -107,11 +108,37 @@ class _Velocity(eqx.Module):
         return v, -div
 
 
+def _save_every(steps, saveat):
+    """Steps between saved times when fixed `steps` put every time of `saveat` on the step grid
+    (`None`: t0 and t1; an int k: k even times); else `None`."""
+    if steps is None:
+        return None
+    if saveat is None:
+        return steps
+    if isinstance(saveat, int) and not isinstance(saveat, bool) and steps % (saveat - 1) == 0:
+        return steps // (saveat - 1)
+    return None
+
+
 @eqx.filter_jit
 def _solve(field, x0, logp0, noise, t0, t1, ts, solver, steps, rtol, atol, args, adjoint,
-           max_steps, log_density):
+           max_steps, log_density, save_every):
     vf = _Velocity(field, noise, log_density)
     y0 = x0 if log_density is None else (x0, logp0)
+    per_step, start = evaluations_per_step(solver)
+    if (save_every is not None and isinstance(adjoint, dfx.RecursiveCheckpointAdjoint)
+            and isinstance(solver, dfx.Euler | dfx.AbstractERK)):
+        # Fixed steps of an explicit solver saved on the step grid: diffrax's steps in a plain
+        # scan (same numbers, a fraction of diffeqsolve's compile time).
+        ys = fixed_step_states(vf, y0, steps, solver, t0=t0, t1=t1, args=args,
+                               save_every=save_every)
+        xs, logp = (ys, None) if log_density is None else ys
+        count = jnp.asarray(steps, jnp.int32)
+        stats = {"num_steps": count, "num_accepted_steps": count,
+                 "num_rejected_steps": jnp.zeros_like(count),
+                 "num_field_evals": start + per_step * count}
+        status = jnp.asarray(Status.SUCCESS, jnp.int32)
+        return Trajectory(ts, xs, logp, stats, finite_status(status, xs, logp))
     if steps is None:
         controller, dt0 = dfx.PIDController(rtol=rtol, atol=atol), None
     else:
@@ -121,7 +148,6 @@ def _solve(field, x0, logp0, noise, t0, t1, ts, solver, steps, rtol, atol, args,
         stepsize_controller=controller, adjoint=adjoint, max_steps=max_steps, throw=False,
     )
     xs, logp = (sol.ys, None) if log_density is None else sol.ys
-    per_step, start = evaluations_per_step(solver)
     num_steps = sol.stats["num_steps"]
     stats = {
         "num_steps": num_steps,
@@ -134,11 +160,11 @@ def _solve(field, x0, logp0, noise, t0, t1, ts, solver, steps, rtol, atol, args,
 
 def simulate(
     field,
-    x0,
+    x0: ParticlesLike,
     *,
-    t0=0.0,
-    t1=1.0,
-    saveat=None,
+    t0: ScalarLike = 0.0,
+    t1: ScalarLike = 1.0,
+    saveat: int | TimesLike | None = None,
     solver="tsit5",
     steps=None,
     rtol=1e-5,
@@ -147,8 +173,8 @@ def simulate(
     adjoint="recursive",
     max_steps=4096,
     log_density=None,
-    logp0=None,
-    key=None,
+    logp0: WeightsLike | None = None,
+    key: Key | None = None,
     throw=False,
 ) -> Trajectory:
     """Advect the cloud ``x0`` (shape `(n, d)`) by ``dx/dt = field(t, x, args)`` from t0 to t1.
@@ -159,7 +185,10 @@ def simulate(
     - `saveat`: `None` (save t0 and t1), an int (that many evenly spaced times) or times `(T,)`.
     - `solver`: a name (euler, heun, midpoint, ralston, rk4, bosh3, tsit5, dopri5, dopri8) or a
       diffrax solver.
-    - `steps`: number of fixed steps; `None` uses adaptive steps with `rtol`/`atol`.
+    - `steps`: number of fixed steps; `None` uses adaptive steps with `rtol`/`atol`. Fixed steps
+      of an explicit solver whose saved times lie on the step grid (`saveat` `None`, or k times
+      with ``k - 1`` dividing `steps`), with the default adjoint, run as a plain scan of diffrax's
+      steps (`_solvers.fixed_step_states`: the same numbers, compiled ~3x faster).
     - `adjoint`: "recursive" (checkpointed backprop, the default: discretise-then-optimise),
       "backsolve" (continuous adjoint: optimise-then-discretise), "direct", or a diffrax adjoint.
     - `max_steps`: step budget (with fixed steps, `steps` is used); exceeding it sets the status.
@@ -202,5 +231,5 @@ def simulate(
             key = _checks.key(key)
             noise = jax.random.rademacher(key, x0.shape, dtype)
     traj = _solve(field, x0, logp0, noise, t0, t1, ts, solver, steps, rtol, atol, args, adjoint,
-                  max_steps, log_density)
+                  max_steps, log_density, _save_every(steps, saveat))
     return raise_if_failed(traj, traj.status, "simulate") if throw else traj

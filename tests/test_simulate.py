@@ -175,6 +175,29 @@ def test_gradients_match_finite_differences(adjoint, getkey):
     np.testing.assert_allclose(jnp.sum(gw * dw) + jnp.sum(gx * dx), fd, rtol=1e-5)
 
 
+@pytest.mark.parametrize("solver", ["euler", "rk4", "tsit5"])
+def test_fixed_steps_on_the_grid_give_diffeqsolves_numbers_and_gradients(solver, getkey):
+    """Fixed steps saved on the step grid with the default adjoint take `fixed_step_states` (a
+    plain scan of diffrax's steps); `adjoint="direct"` still goes through ``diffeqsolve``."""
+    weight = 0.5 * jax.random.normal(getkey(), (2, 2))
+    x0 = jax.random.normal(getkey(), (5, 2))
+
+    def run(w, adjoint):
+        return fl.simulate(Linear(w), x0, solver=solver, steps=8, saveat=5, adjoint=adjoint,
+                           log_density="exact")
+
+    fast, reference = run(weight, "recursive"), run(weight, "direct")
+    for got, want in ((fast.xs, reference.xs), (fast.logp, reference.logp),
+                      (fast.ts, reference.ts)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert {k: int(v) for k, v in fast.stats.items()} == {
+        k: int(v) for k, v in reference.stats.items()}
+    assert int(fast.status) == int(reference.status) == fl.Status.SUCCESS
+    loss = lambda w, adjoint: jnp.sum(run(w, adjoint).xs ** 2) + jnp.sum(run(w, adjoint).logp)
+    np.testing.assert_allclose(jax.grad(loss)(weight, "recursive"),
+                               jax.grad(loss)(weight, "direct"), rtol=1e-10)
+
+
 def test_float32_in_float32_out():
     x0 = jnp.ones((4, 2), jnp.float32)
     traj = fl.simulate(growth, x0, log_density="exact", saveat=3)
