@@ -3,7 +3,6 @@ cnf-digits): each must make a named check fail."""
 
 import math
 
-import jax
 import numpy as np
 import pytest
 from faults import assert_caught, diverged, untrained
@@ -13,7 +12,7 @@ from flowjax_lab.experiments import anode_digits, cnf_digits
 
 # Smaller than quick. augment=0 gives both anode-digits models one structure, so they share
 # their compilations (no check ranks the augmented model above the plain one).
-ANODE = {"train_steps": 100, "width": 16, "augment": 0}
+ANODE = {"train_steps": 100, "width": 16, "augment": 0, "saved_times": 2}
 CNF = {"train_steps": 20, "batch": 64, "width": 16, "samples": 2}
 
 
@@ -53,31 +52,6 @@ def test_anode_labels_shuffled_against_images(monkeypatch):
     assert_caught(run("anode-digits", **ANODE), "vs untrained", "held-out accuracy")
 
 
-@pytest.mark.parametrize("augment", [0, 3])
-def test_anode_rk4_loop_matches_simulate(augment):
-    # anode-digits trains and measures through `_solvers.fixed_step_states` (it compiles three
-    # times faster than diffrax's solve): its states after each step must be those of
-    # ``simulate`` with the same fixed steps, the map ``model(x)`` computes. In float64 they
-    # agree to ~1e-15; stage weights 1/4 instead of 1/6, 1/3, 1/3, 1/6 move them by ~5e-5, a
-    # wrong stage time by ~3e-3.
-    model = fl.learn.NeuralODEClassifier(64, 10, augment=augment, width=16, steps=3,
-                                         key=jax.random.key(0), dtype="float64")
-    x = fl.datasets.load("digits", "test", scale="symmetric", dtype="float64")[0][:20]
-    np.testing.assert_allclose(anode_digits._states(model, x), model.flow(x, saveat=4).xs,
-                               rtol=1e-10, atol=1e-10)
-
-
-def test_cnf_rk4_loop_matches_hutchinson_log_prob():
-    # cnf-digits trains through `fixed_step_states` as well: with the same probe key it must give
-    # ``CNF.log_prob(trace="hutchinson")`` (float64: 1e-14 of values ~100 measured; the exact
-    # divergence differs by ~3, a wrong stage weight or time by far more than the tolerance)
-    model = fl.learn.CNF(64, width=16, steps=3, key=jax.random.key(0), dtype="float64")
-    z = jax.random.normal(jax.random.key(1), (20, 64), "float64")
-    key = jax.random.key(2)
-    np.testing.assert_allclose(cnf_digits._hutchinson_log_prob(model, z, key),
-                               model.log_prob(z, trace="hutchinson", key=key), rtol=1e-10)
-
-
 @pytest.mark.parametrize("fault", ["scale Jacobian sign", "whitening log-det sign"])
 def test_cnf_wrong_change_of_variables(monkeypatch, fault):
     # log p_v = log q(z) - 1/2 log det Sigma_y - d log s; either sign flipped moves every
@@ -95,6 +69,7 @@ def test_cnf_wrong_change_of_variables(monkeypatch, fault):
 def test_bad_config_values_are_refused():
     for name, field, value in [("anode-digits", "min_accuracy", 1.5),
                                ("anode-digits", "tolerances", (1e-3, -1.0)),
+                               ("anode-digits", "saved_times", 1),
                                ("anode-digits", "augment", -1),
                                ("cnf-digits", "margin_se", 0.0),
                                ("cnf-digits", "learning_rate", -1.0),

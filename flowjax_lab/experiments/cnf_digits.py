@@ -16,12 +16,7 @@ density ``q`` on z; the two affine changes of variables give, exactly, with d = 
 
 The Gaussian baseline is the same formula with ``q = N(0, I)``: the maximum-likelihood Gaussian
 of the training draw, on any scale. The flow on top of it starts near it and learns the shape
-that no Gaussian has (always-empty pixels, strokes). It is trained on Hutchinson's estimate of
-the negative log-likelihood through its fixed RK4 steps, taken by
-``_solvers.fixed_step_states`` (diffrax's steps in a plain scan, which compiles three times
-faster than ``simulate``'s solve; a test checks it equals
-``CNF.log_prob(trace="hutchinson")``), and evaluated with ``CNF.log_prob`` and the exact
-divergence.
+that no Gaussian has (always-empty pixels, strokes).
 
 Checks: training ended well; on the test images the flow beats the same network untrained and
 the Gaussian baseline, each by `margin_se` standard errors of the paired per-image difference of
@@ -44,7 +39,6 @@ import numpy as np
 
 from .. import datasets
 from .._plotting import figure
-from .._solvers import fixed_step_states
 from ..learn import CNF, fit
 from ..measures import isotropic_log_prob
 from ._config import validate
@@ -78,28 +72,10 @@ class Config:
         return cls(train_steps=300, batch=128, width=64, samples=8)
 
 
-def _hutchinson_log_prob(model: CNF, z, key):
-    """Log-density ``(n,)`` of the whitened points ``z (n, 64)``, the divergence by Hutchinson's
-    estimate with one Rademacher probe per point: ``model.log_prob(z, trace="hutchinson",
-    key=key)`` (the reversed flow from t = 1 to 0 with ``d log p / ds = -div``) by
-    `fixed_step_states` (the same diffrax steps, compiled about three times faster for training
-    than ``simulate``'s solve; tests/test_faults_digits_networks.py checks both agree)."""
-    noise = jax.random.rademacher(key, z.shape, z.dtype)
-
-    def rates(s, state, args):
-        velocity, jvp = jax.jvp(lambda y: -model.field(1 - s, y), (state[0],), (noise,))
-        return velocity, -jnp.sum(noise * jvp, axis=1)
-
-    start = (z, jnp.zeros(z.shape[0], z.dtype))
-    x, change = (states[-1] for states in fixed_step_states(rates, start, model.steps,
-                                                            model.solver))
-    return isotropic_log_prob(x) - change
-
-
 class _DequantizedLoss(eqx.Module):
-    """``loss(model, key)`` for ``fit``: Hutchinson NLL (`_hutchinson_log_prob`) of a mini-batch
-    of grey levels ``(N, 64)``, dequantized afresh and whitened (constants of the change of
-    variables dropped)."""
+    """``loss(model, key)`` for ``fit``: Hutchinson NLL of a mini-batch of grey levels
+    ``(N, 64)``, dequantized afresh and whitened (constants of the change of variables
+    dropped)."""
 
     levels: jax.Array
     mean: jax.Array  # (1, 64)
@@ -111,7 +87,7 @@ class _DequantizedLoss(eqx.Module):
         idx = jax.random.choice(k_batch, self.levels.shape[0], (self.batch,), replace=False)
         v = self.levels[idx] + jax.random.uniform(k_noise, (self.batch, DIM), self.mean.dtype)
         z = _whitened(v, self.mean, self.whiten)
-        return -jnp.mean(_hutchinson_log_prob(model, z, k_probe))
+        return -jnp.mean(model.log_prob(z, trace="hutchinson", key=k_probe))
 
 
 def _whitened(v, mean, whiten):

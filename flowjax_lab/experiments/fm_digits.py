@@ -6,8 +6,7 @@ optimal pairs), each with an MLP field and with a small convolutional U-Net
 (``fields.UNetField``; `unet=False` leaves the U-Nets out, as the quick run does: on CPU they
 need minutes). ``fields.ExactFlowMatching`` on the same training set is the minimiser of the
 same loss over all fields. Every model generates `n_generated` digits from the same noise with
-`euler_steps` Euler steps (``learn.generate``'s steps, taken by ``_solvers.fixed_step_states``,
-which compiles three times faster than its diffrax solve).
+`euler_steps` Euler steps.
 
 Measured against the 450 held-out test digits: energy distance, squared MMD (Gaussian kernel,
 the median pairwise distance as bandwidth) and exact W2 in pixel space; each generated digit's
@@ -35,9 +34,8 @@ import numpy as np
 
 from .. import datasets, metrics
 from .._plotting import figure
-from .._solvers import fixed_step_states
 from ..fields import ExactFlowMatching, MLPField, UNetField
-from ..learn import ClassificationLoss, FlowMatchingLoss, fit
+from ..learn import ClassificationLoss, FlowMatchingLoss, fit, generate
 from ._config import validate
 from ._registry import register
 from ._result import Result, at_least, at_most, better, fit_ok
@@ -144,15 +142,6 @@ def _init(config: Config, key):
             _Classifier(config.classifier_width, key=k_classifier, dtype=dtype), mlp, unet)
 
 
-@eqx.filter_jit
-def _generate(field, x0, steps: int):
-    """Digits ``(n, 64)`` from the noise ``x0 (n, 64)`` by `steps` Euler steps of `field` on
-    [0, 1]: ``learn.generate(field, x0, steps=steps).x1`` by `fixed_step_states` (the same
-    diffrax steps, compiled about three times faster; tests/test_faults_fm_digits.py checks both
-    agree)."""
-    return fixed_step_states(field, x0, steps, "euler")[-1]
-
-
 def _mosaic(top, bottom) -> np.ndarray:
     """Two rows of 8x8 digits (`(k, 64)` each) in one image, blank (NaN) lines between."""
     k = top.shape[0]
@@ -209,13 +198,13 @@ def run(config: Config, key, checkpoint=None) -> Result:
                            **{f"train_{k}": v for k, v in floor.items()}})
 
     generated = {}
-    samples = _generate(ExactFlowMatching(train), x0, config.euler_steps)
+    samples = generate(ExactFlowMatching(train), x0, steps=config.euler_steps).x1
     generated["exact"] = samples
     models = [("mlp", mlp, config.steps)] + ([("unet", unet, config.unet_steps)] if unet else [])
     source = functools.partial(_noise, dtype=dtype)
     for kind, model, steps in models:
         before = {k: float(v) for k, v in
-                  _scores(_generate(model, x0, config.euler_steps), test).items()}
+                  _scores(generate(model, x0, steps=config.euler_steps).x1, test).items()}
         for coupling_name, coupling in COUPLINGS.items():
             name = f"{coupling_name} {kind}"
             label = _label(name)
@@ -224,7 +213,7 @@ def run(config: Config, key, checkpoint=None) -> Result:
             folder = sub_folder(checkpoint, label)
             fitted = fit(loss, model, adam(config.learning_rate), k_fit, steps=steps,
                          chunk=chunk_size(steps), checkpoint=folder, resume=folder is not None)
-            samples = _generate(fitted.model, x0, config.euler_steps)
+            samples = generate(fitted.model, x0, steps=config.euler_steps).x1
             generated[name] = samples
             after = {k: float(v) for k, v in _scores(samples, test).items()}
             result.metrics.update({f"{label}_untrained_energy": before["energy"],
