@@ -36,7 +36,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from ott.problems.linear import linear_problem
-from ott.solvers.linear import acceleration, sinkhorn as ott_sinkhorn
 
 from . import _blocks, _checks
 from ._distributed import join as _join, to_host as to_host
@@ -314,19 +313,14 @@ def _sharded_weights(w, n: int, name: str, dtype):
 
 @eqx.filter_jit
 def _ring_solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, mesh, block):
-    extra = {}
-    if momentum is not None:  # a NumPy scalar, as transport._sinkhorn explains
-        extra["momentum"] = acceleration.Momentum(start=0, value=np.asarray(momentum, x.dtype))
-    solver = ott_sinkhorn.Sinkhorn(lse_mode=True, threshold=threshold,
-                                   max_iterations=max_iterations, **extra)
+    solver = _transport.ott_solver(True, threshold, max_iterations, momentum, x.dtype)
     potentials = NamedSharding(mesh, P(mesh.axis_names[0]))
 
     def solve(x, y, a, b, epsilon):
         geom = ShardedPointCloud(x, y, epsilon=epsilon, batch_size=block, mesh=mesh)
         out = solver(linear_problem.LinearProblem(geom, a=a, b=b))
-        f, g = (jax.lax.with_sharding_constraint(v, potentials) for v in (out.f, out.g))
-        return (out.reg_ot_cost, f, g, _transport._ott_status(out),
-                jnp.asarray(out.n_iters, jnp.int32), jnp.asarray(geom.epsilon, x.dtype))
+        cost, f, g, *rest = _transport.pack(out, geom.epsilon, x.dtype)
+        return (cost, *(jax.lax.with_sharding_constraint(v, potentials) for v in (f, g)), *rest)
 
     return SinkhornResult(*promoted(solve)(x, y, a, b, epsilon), x, y, a, b)
 

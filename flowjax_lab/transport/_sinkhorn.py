@@ -354,34 +354,42 @@ def _ott_status(out):
     return finite_status(status, out.f, out.g)
 
 
-@eqx.filter_jit
-def _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, mode, block):
+def ott_solver(lse_mode: bool, threshold, max_iterations, momentum, dtype):
+    """ott-jax's Sinkhorn with these options; `momentum` (or `None`) weighs every iteration
+    from the first (no adaptive schedule)."""
     extra = {}
     if momentum is not None:
-        # start=0: constant weight from the first iteration (no adaptive schedule).
-        value = np.asarray(momentum, dtype=x.dtype)
+        value = np.asarray(momentum, dtype=dtype)
         extra["momentum"] = acceleration.Momentum(start=0, value=value)
+    return ott_sinkhorn.Sinkhorn(lse_mode=lse_mode, threshold=threshold,
+                                 max_iterations=max_iterations, **extra)
 
-    def solver(lse_mode):
-        return ott_sinkhorn.Sinkhorn(lse_mode=lse_mode, threshold=threshold,
-                                     max_iterations=max_iterations, **extra)
 
-    def pack(out, eps):
-        return (out.reg_ot_cost, out.f, out.g, _ott_status(out),
-                jnp.asarray(out.n_iters, jnp.int32), jnp.asarray(eps, x.dtype))
+def pack(out, epsilon, dtype) -> tuple:
+    """`SinkhornResult`'s fields before its inputs (cost, f, g, status, iterations, epsilon)
+    from an ott-jax output."""
+    return (out.reg_ot_cost, out.f, out.g, _ott_status(out),
+            jnp.asarray(out.n_iters, jnp.int32), jnp.asarray(epsilon, dtype))
+
+
+@eqx.filter_jit
+def _solve(x, y, a, b, epsilon, threshold, max_iterations, momentum, mode, block):
+    solver = lambda lse_mode: ott_solver(lse_mode, threshold, max_iterations, momentum, x.dtype)
 
     def log_solve(x, y, a, b, epsilon):
         geom = pointcloud.PointCloud(x, y, epsilon=epsilon)
-        return pack(solver(True)(linear_problem.LinearProblem(geom, a=a, b=b)), geom.epsilon)
+        return pack(solver(True)(linear_problem.LinearProblem(geom, a=a, b=b)), geom.epsilon,
+                    x.dtype)
 
     def block_solve(x, y, a, b, epsilon):
         geom = BlockPointCloud(x, y, epsilon=epsilon, batch_size=block)
-        return pack(solver(True)(linear_problem.LinearProblem(geom, a=a, b=b)), geom.epsilon)
+        return pack(solver(True)(linear_problem.LinearProblem(geom, a=a, b=b)), geom.epsilon,
+                    x.dtype)
 
     def kernel_solve(x, y, a, b, epsilon):
         cost = _cost_matrix(x, y)
         geom = _DenseKernel(kernel_matrix=jnp.exp(-cost / epsilon), epsilon=epsilon)
-        out = pack(solver(False)(linear_problem.LinearProblem(geom, a=a, b=b)), epsilon)
+        out = pack(solver(False)(linear_problem.LinearProblem(geom, a=a, b=b)), epsilon, x.dtype)
         # Check the solution against the problem itself: both marginals of the plan, computed
         # stably from the potentials and the cost (no underflowed kernel entry), within threshold.
         reg_cost, f, g, status, iterations, eps = out
