@@ -9,7 +9,7 @@ for clouds in the same dimension. The test suite checks the annotations at run t
 (tests/test_typechecked.py); without that import hook they are documentation.
 """
 
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
+from jaxtyping import Array, ArrayLike, Float, Int, Integer, PRNGKeyArray, Real
 
 Particles = Float[Array, "n d"]
 ParticlesM = Float[Array, "m d"]  # a second cloud of another size, same dimension
@@ -36,6 +36,7 @@ VectorLike = Real[ArrayLike, " d"] | list
 ScalarLike = Real[ArrayLike, ""]
 TimesLike = Real[ArrayLike, " T"] | list
 PathLike = Real[ArrayLike, "T n d"] | list
+LabelsLike = Integer[ArrayLike, " n"] | list
 # Arrays only (JAX or NumPy), where a function reads the shape before converting.
 ParticlesArray = Real[ArrayLike, "n d"]
 MatrixArray = Real[ArrayLike, "d d"]
@@ -47,6 +48,7 @@ __all__ = [
     "Float",
     "Key",
     "Labels",
+    "LabelsLike",
     "Matrix",
     "MatrixArray",
     "MatrixLike",

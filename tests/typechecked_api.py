@@ -29,7 +29,7 @@ CHECKER = "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))"
 # the internal helpers, whose decoration would only slow the import.
 CHECKED = [f"flowjax_lab.{name}" for name in (
     "_simulate", "_simulate_sde", "_trajectory", "clustering", "datasets", "diffusion", "fields",
-    "flows", "measures", "metrics", "theory", "transport")]
+    "flows", "learn", "measures", "metrics", "theory", "transport")]
 
 start = time.perf_counter()
 if HOOK:
@@ -45,6 +45,7 @@ from flowjax_lab import (  # noqa: E402
     diffusion,
     fields,
     flows,
+    learn,
     measures,
     metrics,
     theory,
@@ -199,6 +200,19 @@ def valid_calls():
     call(datasets.sample_labeled, "mixture", next(keys), 8, dtype=jnp.float32)
     call(datasets.load, "iris")
     call(diffusion.time_grid, vp, 4)
+
+    # learn
+    call(learn.couple, next(keys), X, x2, "ot")
+    call(learn.conditional_path, next(keys), x, x2, np.full(4, 0.5), sigma=0.1)
+    call(learn.generate, mlp, X, steps=2)
+    call(learn.log_likelihood, mlp, x, measures.Gaussian.standard(2).log_prob, steps=2)
+    classifier = learn.NeuralODEClassifier(2, 3, width=4, steps=2, key=next(keys))
+    call(classifier.flow, X)
+    call(learn.classification_loss, classifier, x, [0, 1, 2, 0])
+    call(learn.accuracy, classifier, X, np.array([0, 1, 2, 0]))
+    call(learn.CNF(2, width=4, steps=2, key=next(keys)).log_prob, x)
+    call(learn.OTFlow(2, width=4, rank=2, steps=2, key=next(keys)).log_prob, x)
+    call(learn.velocity_error, mlp, mlp, X)
     call(diffusion.EmpiricalScore(vp, y), 0.5, x)
 
 
@@ -224,6 +238,10 @@ if HOOK:
     refused(transport.gaussian_w2_squared, MEAN, np.eye(3), MEAN, COV1)  # mean (2,), cov 3 x 3
     refused(measures.Empirical, X, np.full(5, 0.2))  # 4 points, 5 weights
     refused(metrics.covariance, X.astype(np.complex64))  # complex is not real
+    refused(learn.couple, jax.random.key(0), X, np.ones((4, 3)))  # d = 2 and 3
+    refused(learn.accuracy, learn.NeuralODEClassifier(2, 3, width=4, steps=2,
+                                                    key=jax.random.key(0)),
+            X, np.zeros(4, np.float32))  # float labels
     # under jit the checks run when the function is traced
     refused(jax.jit(clustering.on_sphere), np.ones(3))
     refused(jax.jit(lambda p, q: metrics.energy_distance(p, q)), X, np.ones((5, 3)))

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from .. import _checks
 from .._simulate import LOG_DENSITIES, simulate
-from .._types import Array, Key, Particles
+from .._types import Array, Key, Particles, ParticlesLike, Weights
 from ..fields._neural import MLPField
 from ..measures import isotropic_log_prob
 from ._flow_matching import Reversed
@@ -53,7 +53,8 @@ class CNF(eqx.Module):
                               self.dtype)
         return simulate(self.field, z, **self._options(options)).x1
 
-    def log_prob(self, x, *, trace: str = "exact", key: Key | None = None, **options) -> Array:
+    def log_prob(self, x: ParticlesLike, *, trace: str = "exact", key: Key | None = None,
+                 **options) -> Weights:
         """Model log-density at ``x (n, d)`` (integrating backward), shape `(n,)`.
 
         `trace`: "exact" or "hutchinson" (needs `key`); `options` reach ``simulate``.

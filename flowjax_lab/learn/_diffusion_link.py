@@ -19,7 +19,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .. import _checks
-from .._types import Particles
+from .._types import Particles, ParticlesLike
 
 KINDS = ("velocity", "score", "denoiser")
 
@@ -49,7 +49,8 @@ def _direct(source, target, value, t, x):
     return _from_denoiser(target, _to_denoiser(source, value, t, x), t, x)
 
 
-def convert(value, t, x, *, source: str, target: str) -> Particles:
+def convert(value: ParticlesLike, t, x: ParticlesLike, *, source: str,
+            target: str) -> Particles:
     """Convert a prediction at particles `x` `(n, d)` and time `t` from `source` to `target`.
 
     **Arguments:**

@@ -18,13 +18,13 @@ import jax.numpy as jnp
 from .. import _checks, transport
 from .._simulate import divergence_exact, simulate
 from .._trajectory import Trajectory
-from .._types import Array, Key, Particles, Scalar
+from .._types import Array, Key, Particles, ParticlesLike, Scalar, WeightsLike
 
 COUPLINGS = ("independent", "ot", "entropic")
 
 
-def couple(key: Key, x0, x1, coupling: str = "independent", *, sigma=0.0,
-           replace: bool = False):
+def couple(key: Key, x0: ParticlesLike, x1: ParticlesLike, coupling: str = "independent", *,
+           sigma=0.0, replace: bool = False):
     """Pair the rows of `x0` `(n, d)` with rows of `x1` `(n, d)`; usable inside ``jit``.
 
     - "independent": the rows as drawn (independent coupling).
@@ -52,7 +52,8 @@ def couple(key: Key, x0, x1, coupling: str = "independent", *, sigma=0.0,
     return transport.minibatch_coupling(x0, x1, epsilon=2 * sigma**2, key=key)
 
 
-def conditional_path(key: Key, x0, x1, t, *, sigma=0.0, bridge: bool = False):
+def conditional_path(key: Key, x0: ParticlesLike, x1: ParticlesLike, t: WeightsLike, *,
+                     sigma=0.0, bridge: bool = False):
     """A point on each conditional path and its velocity, for paired rows `x0`, `x1` `(n, d)`.
 
     ``X_t = (1 - t) x0 + t x1 + sigma_t eps`` with ``sigma_t = sigma`` (Gaussian smoothing) or,
@@ -165,8 +166,8 @@ class FlowMatchingLoss(eqx.Module):
         return jnp.mean(jnp.sum((pred.astype(ut.dtype) - ut) ** 2, axis=1))
 
 
-def generate(model, x0, *, steps: int | None = None, solver: str | None = None, saveat=None,
-             rtol=1e-5, atol=1e-5, args=None, max_steps: int = 4096) -> Trajectory:
+def generate(model, x0: ParticlesLike, *, steps: int | None = None, solver: str | None = None,
+             saveat=None, rtol=1e-5, atol=1e-5, args=None, max_steps: int = 4096) -> Trajectory:
     """Push source samples `x0` `(n, d)` through the field from t = 0 to 1 with ``simulate``.
 
     `steps=None` uses adaptive steps (tsit5 unless `solver` is given); an integer uses that many
@@ -190,7 +191,7 @@ class Reversed(eqx.Module):
         return -divergence_exact(self.field, 1 - s, x, args)[1]
 
 
-def log_likelihood(model, x1, source_log_prob: Callable, *, steps: int | None = None,
+def log_likelihood(model, x1: ParticlesLike, source_log_prob: Callable, *, steps: int | None = None,
                    solver: str | None = None, rtol=1e-5, atol=1e-5, args=None,
                    method: str = "exact", key=None, max_steps: int = 4096):
     """Log-density at `x1` `(n, d)` of the law the flow produces from the source.

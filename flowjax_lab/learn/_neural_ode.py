@@ -14,7 +14,7 @@ import optax
 from .. import _checks
 from .._simulate import simulate
 from .._trajectory import Trajectory
-from .._types import Array, Key
+from .._types import Array, Key, LabelsLike, ParticlesLike, Scalar
 from ..fields._neural import MLPField
 
 
@@ -65,7 +65,7 @@ class NeuralODEClassifier(eqx.Module):
     def classes(self) -> int:
         return self.head.out_features
 
-    def flow(self, x, *, saveat=None, **options) -> Trajectory:
+    def flow(self, x: ParticlesLike, *, saveat=None, **options) -> Trajectory:
         """The augmented features along the flow: ``xs (T, n, dim + augment)``.
 
         `options` override the training solver (e.g. ``solver="tsit5", steps=None, rtol=1e-3``
@@ -81,14 +81,15 @@ class NeuralODEClassifier(eqx.Module):
         return jax.vmap(self.head)(self.flow(x).x1)
 
 
-def classification_loss(model: NeuralODEClassifier, x, labels) -> Array:
+def classification_loss(model: NeuralODEClassifier, x: ParticlesLike,
+                        labels: LabelsLike) -> Scalar:
     """Mean cross-entropy of the model's logits on ``x (n, d)`` against integer ``labels (n,)``."""
     x = _checks.particles(x, "x")
     labels = _labels(labels, x.shape[0], model.classes)
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(model(x), labels))
 
 
-def accuracy(model: NeuralODEClassifier, x, labels) -> Array:
+def accuracy(model: NeuralODEClassifier, x: ParticlesLike, labels: LabelsLike) -> Scalar:
     """Fraction of ``x (n, d)`` whose arg-max logit equals its label."""
     x = _checks.particles(x, "x")
     labels = _labels(labels, x.shape[0], model.classes)

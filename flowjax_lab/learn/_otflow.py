@@ -20,7 +20,7 @@ import numpy as np
 from .. import _checks
 from .._simulate import simulate
 from .._trajectory import Trajectory
-from .._types import Array, Key, Particles
+from .._types import Array, Key, Particles, ParticlesLike, Weights
 from ..fields._neural import OTFlowPotential
 from ..measures import isotropic_log_prob
 from ._flow_matching import Reversed
@@ -78,7 +78,7 @@ class OTFlow(eqx.Module):
         return {"nll": jnp.mean(nll), "transport": jnp.mean(y1[:, d + 1]),
                 "hjb": jnp.mean(y1[:, d + 2])}
 
-    def log_prob(self, x, *, steps: int | None = None) -> Array:
+    def log_prob(self, x: ParticlesLike, *, steps: int | None = None) -> Weights:
         """Model log-density at ``x (n, d)``, shape `(n,)`."""
         y1 = self.integrate(x, steps=steps).x1
         return isotropic_log_prob(y1[:, : self.dim]) + y1[:, self.dim]

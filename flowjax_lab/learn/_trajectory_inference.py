@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from .. import _checks
 from .._simulate import simulate
-from .._types import Key, Particles, Scalar
+from .._types import Key, Particles, ParticlesLike, Scalar
 from ..transport import sinkhorn_divergence
 
 
@@ -90,7 +90,7 @@ class SnapshotLoss(eqx.Module):
         return jax.lax.scan(transition, start, jnp.arange(self.snapshots.shape[0] - 1))[0]
 
 
-def velocity_error(field, reference, x) -> Scalar:
+def velocity_error(field, reference, x: ParticlesLike) -> Scalar:
     """Relative error ``|v - v_ref| / |v_ref|`` (Frobenius over the cloud `x` `(n, d)`) of two
     fields ``f(t, x, args)``, evaluated at t = 0."""
     x = _checks.particles(x, "x")
