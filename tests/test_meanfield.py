@@ -20,46 +20,63 @@ def second_moments(xs):
     return jnp.einsum("tni,tnj->tij", xs, xs) / xs.shape[1]
 
 
-def test_linear_network_velocity_is_the_scaled_risk_gradient(getkey):
-    field = LinearNetworkField(SZZ, SYZ)
+@pytest.mark.parametrize("risk_scale", [None, 1.0, 0.5])
+def test_linear_network_velocity_is_the_scaled_risk_gradient(risk_scale, getkey):
+    # None: the default, the paper's risk E|y - Mz|^2 (Prop. 6.2, eq. (23)), no 1/2
+    kwargs = {} if risk_scale is None else {"risk_scale": risk_scale}
+    scale = 1.0 if risk_scale is None else risk_scale
+    field = LinearNetworkField(SZZ, SYZ, **kwargs)
     x = jax.random.normal(getkey(), (7, 5))
     np.testing.assert_allclose(field(0.0, x), -7 * jax.grad(field.risk)(x), atol=1e-13)
-    # the risk is 1/2 E|y - Mz|^2 up to a constant: check against samples with these moments
+    # the velocity is -n times the gradient of scale * E|y - Mz|^2 over samples with these
+    # moments, written out; the field's risk is that risk up to the constant scale * E|y|^2
     z = jax.random.normal(getkey(), (50, 3))
     y = jax.random.normal(getkey(), (50, 2))
-    data_field = LinearNetworkField.from_data(z, y)
-    m = data_field.predictor(x)
-    direct = 0.5 * jnp.mean(jnp.sum((y - z @ m.T) ** 2, axis=1)) - 0.5 * jnp.mean(y**2) * 2
-    np.testing.assert_allclose(data_field.risk(x), direct, rtol=1e-10)
+    data_field = LinearNetworkField.from_data(z, y, **kwargs)
+
+    def sampled_risk(x):
+        m = data_field.predictor(x)
+        return scale * jnp.mean(jnp.sum((y - z @ m.T) ** 2, axis=1))
+
+    np.testing.assert_allclose(data_field(0.0, x), -7 * jax.grad(sampled_risk)(x), atol=1e-12)
+    constant = scale * jnp.mean(jnp.sum(y**2, axis=1))
+    np.testing.assert_allclose(data_field.risk(x), sampled_risk(x) - constant, rtol=1e-10)
 
 
-def test_linear_network_particles_follow_the_riccati_ode(getkey):
+@pytest.mark.parametrize("risk_scale", [None, 0.5])
+def test_linear_network_particles_follow_the_riccati_ode(risk_scale, getkey):
     # The particles' own second moment obeys the closed ODE exactly (this fixes every sign and
-    # transpose), and the predictor converges to the least-squares solution Syz Szz^{-1}.
+    # transpose, and the speed: field and theory share the risk's convention), and the
+    # predictor converges to the least-squares solution Syz Szz^{-1}. None: both defaults.
+    kwargs = {} if risk_scale is None else {"risk_scale": risk_scale}
+    t1 = 12.5 / (1.0 if risk_scale is None else risk_scale)  # the same flow on either clock
     n = 64
-    ts = jnp.linspace(0.0, 25.0, 6)
+    ts = jnp.linspace(0.0, t1, 6)
     x0 = fl.Gaussian(jnp.zeros(5), COV0).sample(getkey(), n)
-    traj = fl.simulate(LinearNetworkField(SZZ, SYZ), x0, t1=25.0, saveat=ts, rtol=1e-9,
-                       atol=1e-9)
-    own = fl.theory.linear_network_covariance(x0.T @ x0 / n, SZZ, SYZ, ts)
+    field = LinearNetworkField(SZZ, SYZ, **kwargs)
+    traj = fl.simulate(field, x0, t1=t1, saveat=ts, rtol=1e-9, atol=1e-9)
+    own = fl.theory.linear_network_covariance(x0.T @ x0 / n, SZZ, SYZ, ts, **kwargs)
     np.testing.assert_allclose(second_moments(traj.xs), own, atol=1e-6)
     least_squares = SYZ @ jnp.linalg.inv(SZZ)
-    np.testing.assert_allclose(LinearNetworkField(SZZ, SYZ).predictor(traj.x1), least_squares,
-                               atol=1e-5)
-    theory = fl.theory.linear_network_covariance(COV0, SZZ, SYZ, ts)
+    np.testing.assert_allclose(field.predictor(traj.x1), least_squares, atol=1e-5)
+    theory = fl.theory.linear_network_covariance(COV0, SZZ, SYZ, ts, **kwargs)
     np.testing.assert_allclose(theory[-1][3:, :3], least_squares, atol=1e-5)
+    # the other convention is another clock: the particles do not follow its theory
+    other = fl.theory.linear_network_covariance(x0.T @ x0 / n, SZZ, SYZ, ts,
+                                                risk_scale=1.0 if risk_scale else 0.5)
+    assert float(jnp.max(jnp.abs(second_moments(traj.xs)[1] - other[1]))) > 1e-2
 
 
 @pytest.mark.slow
 def test_linear_network_error_to_theory_shrinks_with_width(getkey):
-    ts = jnp.linspace(0.0, 10.0, 6)
+    ts = jnp.linspace(0.0, 5.0, 6)  # 10 under the former risk 1/2 E|y - Mz|^2
     theory = fl.theory.linear_network_covariance(COV0, SZZ, SYZ, ts)
     field = LinearNetworkField(SZZ, SYZ)
 
     @functools.partial(jax.jit, static_argnums=1)
     def error(key, n):
         x0 = fl.Gaussian(jnp.zeros(5), COV0).sample(key, n)
-        xs = fl.simulate(field, x0, t1=10.0, saveat=ts, rtol=1e-7, atol=1e-7).xs
+        xs = fl.simulate(field, x0, t1=5.0, saveat=ts, rtol=1e-7, atol=1e-7).xs
         return jnp.max(jnp.linalg.norm(second_moments(xs) - theory, axis=(1, 2)))
 
     errors = []

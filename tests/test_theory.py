@@ -1,6 +1,7 @@
 """Closed forms of the theory module checked against their defining properties, in float64:
 the Bures geodesic and Monge map, the Bures-Wasserstein distance, flow matching between
-Gaussians and the heat flow. (Ott-jax cross-checks live in test_transport.py.)"""
+Gaussians, the heat flow, the speed of the linear-network Riccati flow (the paper's risk) and the
+time convention (`t0`) of the moment ODEs. (Ott-jax cross-checks live in test_transport.py.)"""
 
 import jax
 import jax.numpy as jnp
@@ -204,3 +205,116 @@ def test_float32_in_float32_out():
     assert heat_covariance(c0, 0.5).dtype == jnp.float32
     zero = jnp.zeros(3, jnp.float32)
     assert bures_w2_squared(zero, c0, zero, c1).dtype == jnp.float32
+
+
+SZZ = jnp.array([[1.0, 0.3, 0.0], [0.3, 0.8, 0.1], [0.0, 0.1, 0.5]])
+SYZ = jnp.array([[1.0, -0.5, 0.3], [0.2, 0.8, -0.4]])
+NEURONS0 = _random_cov(7, d=5, floor=0.1)
+
+
+def linear_network(ts, **kwargs):
+    return fl.theory.linear_network_covariance(NEURONS0, SZZ, SYZ, jnp.asarray(ts), rtol=1e-11,
+                                               atol=1e-11, **kwargs)
+
+
+@pytest.mark.parametrize("risk_scale", [0.5, 2.0])
+def test_linear_network_risk_scale_is_a_change_of_clock(risk_scale):
+    # R = c E|y - Mz|^2 moves each neuron c times as fast as the paper's risk (c = 1): the
+    # former 1/2 E|y - Mz|^2 at time 2t is the default at time t
+    ts = jnp.linspace(0.0, 6.0, 7)
+    np.testing.assert_allclose(linear_network(ts / risk_scale, risk_scale=risk_scale),
+                               linear_network(ts), atol=1e-8)
+    np.testing.assert_allclose(linear_network(ts), linear_network(ts, risk_scale=1.0), atol=0)
+
+
+@pytest.mark.parametrize("risk_scale", [1.0, 0.5])
+def test_linear_network_dissipates_its_risk_as_a_wasserstein_gradient_flow(risk_scale):
+    # Along a Wasserstein gradient flow dR/dt = -E|grad_theta dR/dmu(theta)|^2. With the first
+    # variation v^T G u, G = dR/dM (from jax.grad of R(M) = c E|y - Mz|^2 written out, up to a
+    # constant), the squared speed is tr(G Suu G^T) + tr(G^T Svv G). This fixes the factor 2c of
+    # the paper's Riccati ODE independently of the solver's right-hand side.
+    def risk(m):
+        return risk_scale * (jnp.trace(m @ SZZ @ m.T) - 2 * jnp.sum(SYZ * m))
+
+    h = 1e-4
+    for t in (0.0 + h, 0.4, 1.2):
+        before, now, after = linear_network([t - h, t, t + h], risk_scale=risk_scale)
+        rate = (risk(after[3:, :3]) - risk(before[3:, :3])) / (2 * h)
+        g = jax.grad(risk)(now[3:, :3])
+        speed = jnp.trace(g @ now[:3, :3] @ g.T) + jnp.trace(g.T @ now[3:, 3:] @ g)
+        assert float(speed) > 1e-5  # not yet at rest
+        np.testing.assert_allclose(rate, -speed, rtol=1e-6)
+
+
+def test_linear_network_reaches_least_squares_at_the_papers_rate():
+    # the predictor's error decays like exp(-1.44 t) for this problem under the paper's risk
+    # (half that under 1/2 E|y - Mz|^2): the experiment's t1 rests on it
+    least_squares = SYZ @ jnp.linalg.inv(SZZ)
+    sigmas = fl.theory.linear_network_covariance(0.3 * jnp.eye(5), SZZ, SYZ,
+                                                 jnp.array([5.0, 10.0]), rtol=1e-12, atol=1e-12)
+    errors = [float(jnp.linalg.norm(s[3:, :3] - least_squares)) for s in sigmas]
+    assert 1.3 < np.log(errors[0] / errors[1]) / 5 < 1.6, errors
+
+
+def _attention(ts, **kwargs):
+    q = jnp.array([[1.0, 0.5, 0.0], [-0.3, 0.8, 0.2]])
+    k = jnp.array([[0.7, -0.4, 0.1], [0.2, 0.9, -0.3]])
+    return fl.theory.attention_covariance(COV0, q, k, jnp.eye(3), jnp.asarray(ts), rtol=1e-11,
+                                          atol=1e-11, **kwargs)
+
+
+def _attention_identity(ts, **kwargs):
+    q = jnp.array([[1.0, 0.5, 0.0], [-0.3, 0.8, 0.2]])
+    k = jnp.array([[0.7, -0.4, 0.1], [0.2, 0.9, -0.3]])
+    return fl.theory.attention_covariance_identity(COV0, q, k, jnp.asarray(ts), **kwargs)
+
+
+def _covs(result):
+    return result if isinstance(result, jax.Array) else result.covs
+
+
+@pytest.mark.parametrize("solve", [linear_network, _attention, _attention_identity],
+                         ids=["linear_network", "attention", "attention_identity"])
+def test_initial_law_at_t0_shifts_the_solution(solve):
+    # the convention of `theory`: cov0 is the law at t0 (default 0), `ts` are output times >= t0
+    ts = jnp.array([0.0, 0.05, 0.1, 0.2])
+    t0 = 1.75
+    base, shifted = solve(ts), solve(ts + t0, t0=t0)
+    np.testing.assert_allclose(_covs(shifted), _covs(base), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(_covs(base)[0], _covs(solve(ts, t0=0.0))[0], atol=0)
+    np.testing.assert_allclose(_covs(base)[0], COV0 if solve is not linear_network else NEURONS0,
+                               atol=1e-12)
+    # `ts` need not start at t0: outputs at later times only
+    np.testing.assert_allclose(_covs(solve(ts[1:] + t0, t0=t0)), _covs(base)[1:], rtol=1e-8,
+                               atol=1e-9)
+    if not isinstance(base, jax.Array):
+        assert bool(base.blew_up) == bool(shifted.blew_up)
+        np.testing.assert_allclose(shifted.blow_up_time, base.blow_up_time + t0, rtol=1e-9)
+        np.testing.assert_allclose(shifted.ts, ts + t0, atol=0)
+
+
+def test_attention_blow_up_time_on_the_clock_of_t0():
+    # a positive-definite M + M^T: the closed form blows up, at t0 plus the time it takes
+    base = _attention_identity(jnp.array([0.0]))
+    assert bool(base.blew_up)
+    for t0 in (-1.0, 2.5):
+        shifted = _attention_identity(jnp.array([t0]), t0=t0)
+        np.testing.assert_allclose(shifted.blow_up_time, base.blow_up_time + t0, rtol=1e-12)
+        ode = _attention(jnp.linspace(t0, t0 + 2 * float(base.blow_up_time), 3), t0=t0)
+        np.testing.assert_allclose(ode.blow_up_time, shifted.blow_up_time, rtol=1e-6)
+
+
+@pytest.mark.parametrize("call", [
+    lambda t0: linear_network([0.5, 1.0], t0=t0),
+    lambda t0: _attention([0.5, 1.0], t0=t0),
+    lambda t0: _attention_identity([0.5, 1.0], t0=t0),
+], ids=["linear_network", "attention", "attention_identity"])
+def test_times_before_t0_are_refused(call):
+    with pytest.raises(ValueError, match=r"`ts` must be >= `t0`"):
+        call(0.75)
+    with pytest.raises(ValueError, match=r"`t0` must be a finite scalar"):
+        call(float("nan"))
+    with pytest.raises(ValueError, match=r"`t0` must be a scalar"):
+        call(jnp.zeros(2))
+    with pytest.raises(TypeError, match=r"`t0` must be a real scalar"):
+        call("0")

@@ -116,6 +116,7 @@ def valid_calls():
     neurons = jnp.ones((3, 3))
     call(fields.LinearNetworkField(np.eye(2), [[0.5, 1.0]]), 0.0, neurons)
     call(fields.LinearNetworkField.from_data(x, x[:, 0]), 0.0, neurons)
+    call(fields.LinearNetworkField(np.eye(2), [[0.5, 1.0]], risk_scale=1).risk, neurons)
     two_layer = fields.TwoLayerMeanField(x, x[:, 0])
     call(two_layer, 0.0, neurons)
     call(two_layer.risk, neurons)
@@ -171,6 +172,7 @@ def valid_calls():
     call(theory.attention_covariance, cov0, heads, heads, jnp.broadcast_to(jnp.eye(2), (2, 2, 2)),
          ts)
     call(theory.attention_covariance_identity, cov0, [[1.0, 0.0]], [[0.0, 1.0]], ts)
+    call(theory.attention_covariance_identity, cov0, [[1.0, 0.0]], [[0.0, 1.0]], ts + 1, t0=1)
     call(theory.bures_monge_map, cov0, cov1)
     call(theory.bures_geodesic, cov0, cov1, 0.5)
     call(theory.bures_w2_squared, mean, cov0, np.zeros(2), cov1)
@@ -184,6 +186,8 @@ def valid_calls():
     call(theory.heat_covariance, cov0, 0.5)
     call(theory.gaussian_mmd_squared, mean, cov0, jnp.zeros(2), cov1, bandwidth=1)
     call(theory.linear_network_covariance, np.eye(3), np.eye(2), [[0.5, 1.0]], ts)
+    call(theory.linear_network_covariance, np.eye(3), np.eye(2), [[0.5, 1.0]], ts + 0.5,
+         risk_scale=0.5, t0=np.float64(0.5))
 
     # flows, clustering, data sets
     call(flows.energy_along, interaction, traj.xs)

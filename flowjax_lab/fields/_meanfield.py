@@ -15,7 +15,7 @@ from .._types import (
     Real,
     Scalar,
 )
-from ..theory._linear_network import CrossMoment, InputMoment
+from ..theory._linear_network import CrossMoment, InputMoment, risk_scale_argument
 
 ACTIVATIONS = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
 
@@ -36,17 +36,24 @@ def _data(z, y, names=("z", "y")):
 class LinearNetworkField(eqx.Module):
     """Neurons ``theta_i = (u_i, v_i)`` (rows of `x`, shape `(n, d_in + d_out)`) of the linear
     network ``f(z) = M z``, ``M = 1/n sum_i v_i u_i^T``, moving by the Wasserstein gradient of
-    the risk ``1/2 E|y - M z|^2``: ``du_i/dt = -G^T v_i``, ``dv_i/dt = -G u_i`` with
-    ``G = M Szz - Syz``. See ``theory.linear_network_covariance`` for the Gaussian closure.
+    the risk ``R = risk_scale * E|y - M z|^2``: ``du_i/dt = -G^T v_i``, ``dv_i/dt = -G u_i``
+    with ``G = 2 risk_scale (M Szz - Syz)``. The default ``risk_scale = 1`` is the risk (no 1/2)
+    of Prop. 6.2, eq. (23) in Peyré, "Optimal and Diffusion Transports in Machine Learning";
+    ``risk_scale = 0.5`` is ``1/2 E|y - M z|^2``, the same flow at half the speed. See
+    ``theory.linear_network_covariance`` (same convention, same `risk_scale`) for the Gaussian
+    closure.
 
     **Arguments:** `Szz`: input second moment `(d_in, d_in)`; `Syz`: cross moment
-    `(d_out, d_in)`. Build them from data with [`LinearNetworkField.from_data`][].
+    `(d_out, d_in)`; `risk_scale`: a positive float (default 1.0). Build the moments from data
+    with [`LinearNetworkField.from_data`][].
     """
 
     Szz: Matrix
     Syz: Array
+    risk_scale: float | Array
 
-    def __init__(self, Szz: InputMoment, Syz: CrossMoment):
+    def __init__(self, Szz: InputMoment, Syz: CrossMoment, *, risk_scale=1.0):
+        self.risk_scale = risk_scale_argument(risk_scale)
         self.Szz = _checks.covariance(Szz, "Szz")
         Syz = _checks.as_float_array(Syz, "Syz").astype(self.Szz.dtype)
         if Syz.ndim != 2 or Syz.shape[1] != self.Szz.shape[0]:
@@ -55,11 +62,12 @@ class LinearNetworkField(eqx.Module):
         self.Syz = _checks.check_finite(Syz, "Syz")
 
     @classmethod
-    def from_data(cls, z: ParticlesLike, y: Targets) -> "LinearNetworkField":
+    def from_data(cls, z: ParticlesLike, y: Targets, *,
+                  risk_scale=1.0) -> "LinearNetworkField":
         """Moments ``Szz = z^T z / N``, ``Syz = y^T z / N`` of samples `z` `(N, d_in)`,
-        `y` `(N, d_out)` or `(N,)`."""
+        `y` `(N, d_out)` or `(N,)`; `risk_scale` as in the constructor."""
         z, y = _data(z, y)
-        return cls(z.T @ z / z.shape[0], y.T @ z / z.shape[0])
+        return cls(z.T @ z / z.shape[0], y.T @ z / z.shape[0], risk_scale=risk_scale)
 
     @property
     def d_in(self) -> int:
@@ -78,14 +86,17 @@ class LinearNetworkField(eqx.Module):
         return v.T @ u / x.shape[0]
 
     def risk(self, x: ParticlesArray) -> Scalar:
-        """``1/2 tr(M Szz M^T) - tr(Syz^T M)``: the risk up to the constant ``E|y|^2 / 2``."""
+        """``risk_scale (tr(M Szz M^T) - 2 tr(Syz^T M))``: the risk
+        ``risk_scale E|y - M z|^2`` up to the constant ``risk_scale E|y|^2``."""
         m = self.predictor(x)
         szz, syz = self.Szz.astype(x.dtype), self.Syz.astype(x.dtype)
-        return 0.5 * jnp.trace(m @ szz @ m.T) - jnp.sum(syz * m)
+        scale = jnp.asarray(self.risk_scale, x.dtype)
+        return scale * (jnp.trace(m @ szz @ m.T) - 2 * jnp.sum(syz * m))
 
     def __call__(self, t, x: ParticlesArray, args=None) -> Particles:
         m = self.predictor(x)
-        g = m @ self.Szz.astype(x.dtype) - self.Syz.astype(x.dtype)
+        scale = 2 * jnp.asarray(self.risk_scale, x.dtype)
+        g = scale * (m @ self.Szz.astype(x.dtype) - self.Syz.astype(x.dtype))
         u, v = x[:, : self.d_in], x[:, self.d_in :]
         return jnp.concatenate([-v @ g, -u @ g.T], axis=1)
 

@@ -33,6 +33,7 @@ from .._types import (
     TimesLike,
 )
 from ._linalg import symmetrize
+from ._times import output_times
 
 # One head `(k, d)`, `(d, d)` or `h` heads `(h, k, d)`, `(h, d, d)`.
 Queries = Real[ArrayLike, "*h k d"] | list
@@ -47,7 +48,8 @@ class AttentionCovariance(eqx.Module):
     - `ts`: times `(T,)`.
     - `covs`: covariances `(T, d, d)`; `inf` at times at or after a blow-up.
     - `blow_up_time`: the time at which the covariance becomes infinite (`inf` if none within
-      the requested times for the ODE; the exact time for the closed form).
+      the requested times for the ODE; the exact time for the closed form), on the same clock
+      as `ts` (so `t0` plus the time it takes).
     - `blew_up`: boolean, whether `blow_up_time` is finite.
     """
 
@@ -84,11 +86,12 @@ def attention_velocity_matrix(cov: MatrixArray, Q: Queries, K: Queries,
 
 
 def attention_covariance(cov0: MatrixLike, Q: Queries, K: Queries, V: Values, ts: TimesLike, *,
-                         rtol=1e-8, atol=1e-8, threshold=1e8,
+                         t0=0.0, rtol=1e-8, atol=1e-8, threshold=1e8,
                          max_steps=16384) -> AttentionCovariance:
     """Covariance of centred Gaussian tokens moved by softmax attention (mean-field limit).
 
-    Solves ``dS/dt = A S + S A^T``, ``A = sum_h V_h S K_h^T Q_h`` from ``S(0) = cov0`` with diffrax.
+    Solves ``dS/dt = A S + S A^T``, ``A = sum_h V_h S K_h^T Q_h`` from ``S(t0) = cov0`` with
+    diffrax.
     A blow-up is detected (a diffrax event ends the solve) at the first step where ``|S|``
     exceeds ``threshold * |cov0|``; the returned time is then extrapolated with the
     ``1 / (t* - t)`` growth of a quadratic ODE, ``t* = t + |S|^2 / <S, dS/dt>``, accurate to about
@@ -97,16 +100,19 @@ def attention_covariance(cov0: MatrixLike, Q: Queries, K: Queries, V: Values, ts
     **Arguments:**
     - `cov0`: initial covariance `(d, d)`, symmetric positive definite.
     - `Q`, `K`: `(k, d)` or `(h, k, d)`; `V`: `(d, d)` or `(h, d, d)`.
-    - `ts`: non-negative increasing times `(T,)`.
+    - `ts`: the output times `(T,)`, increasing, each >= `t0` (the time convention of
+      ``flowjax_lab.theory``).
+    - `t0`: the time of `cov0` (default 0.0); the ODE is autonomous, so starting at `t0` shifts
+      the solution (and the blow-up time) by `t0`.
 
     **Returns:** an [`AttentionCovariance`][].
     """
     cov0 = _checks.covariance(cov0, "cov0")
     Q, K, V = _heads(Q, K, V, cov0.shape[0])
     Q, K, V = (a.astype(cov0.dtype) for a in (Q, K, V))
-    ts = _checks.times(ts, dtype=cov0.dtype, nonnegative=True)
+    ts, t0 = output_times(ts, t0, cov0.dtype)
     _checks.positive(threshold, "threshold")
-    return _solve(cov0, Q, K, V, ts, rtol, atol, threshold,
+    return _solve(cov0, Q, K, V, t0, ts, rtol, atol, threshold,
                   _checks.positive_int(max_steps, "max_steps"))
 
 
@@ -117,11 +123,11 @@ def _rhs(t, cov, args):
 
 
 @eqx.filter_jit
-def _solve(cov0, Q, K, V, ts, rtol, atol, threshold, max_steps):
+def _solve(cov0, Q, K, V, t0, ts, rtol, atol, threshold, max_steps):
     limit = threshold * jnp.linalg.norm(cov0)
     event = dfx.Event(lambda t, y, args, **kw: jnp.linalg.norm(y) > limit)
     sol = dfx.diffeqsolve(
-        dfx.ODETerm(_rhs), dfx.Tsit5(), jnp.zeros((), cov0.dtype), ts[-1], None, cov0,
+        dfx.ODETerm(_rhs), dfx.Tsit5(), t0, ts[-1], None, cov0,
         args=(Q, K, V), saveat=dfx.SaveAt(subs=(dfx.SubSaveAt(ts=ts), dfx.SubSaveAt(t1=True))),
         stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol), event=event,
         max_steps=max_steps, throw=False,
@@ -141,25 +147,25 @@ def _symmetrize(covs):
     return (covs + jnp.swapaxes(covs, -1, -2)) / 2
 
 
-def attention_covariance_identity(cov0: MatrixLike, Q: Queries, K: Queries,
-                                  ts: TimesLike) -> AttentionCovariance:
-    """The closed form for ``V = I`` (every head): ``S_t = (S_0^{-1} - t (M + M^T))^{-1}`` with
-    ``M = sum_h K_h^T Q_h``, and the exact blow-up time
-    ``t* = 1 / lambda_max(S_0^{1/2} (M + M^T) S_0^{1/2})`` (`inf` when that is <= 0).
-    Shapes as in [`attention_covariance`][]."""
+def attention_covariance_identity(cov0: MatrixLike, Q: Queries, K: Queries, ts: TimesLike, *,
+                                  t0=0.0) -> AttentionCovariance:
+    """The closed form for ``V = I`` (every head): ``S_t = (S_0^{-1} - (t - t0) (M + M^T))^{-1}``
+    with ``M = sum_h K_h^T Q_h`` and ``S_0 = cov0`` the covariance at time `t0` (default 0.0),
+    and the exact blow-up time ``t* = t0 + 1 / lambda_max(S_0^{1/2} (M + M^T) S_0^{1/2})``
+    (`inf` when that eigenvalue is <= 0). Shapes and times as in [`attention_covariance`][]."""
     cov0 = _checks.covariance(cov0, "cov0")
     d = cov0.shape[0]
     Q = _checks.as_float_array(Q, "Q").astype(cov0.dtype)
     K = _checks.as_float_array(K, "K").astype(cov0.dtype)
     Q, K, _ = _heads(Q, K, jnp.broadcast_to(jnp.eye(d, dtype=cov0.dtype),
                                             Q.shape[:-2] + (d, d)), d)
-    ts = _checks.times(ts, dtype=cov0.dtype, nonnegative=True)
+    ts, t0 = output_times(ts, t0, cov0.dtype)
     m = jnp.einsum("hkd,hke->de", K, Q)
     b = m + m.T
     chol = jnp.linalg.cholesky(cov0)  # L^T B L has the eigenvalues of S0^(1/2) B S0^(1/2)
     top = jnp.max(jnp.linalg.eigvalsh(symmetrize(chol.T @ b @ chol)))
-    blow_up_time = jnp.where(top > 0, 1 / jnp.where(top > 0, top, 1), jnp.inf)
+    blow_up_time = t0 + jnp.where(top > 0, 1 / jnp.where(top > 0, top, 1), jnp.inf)
     precision = jnp.linalg.inv(cov0)
-    covs = jnp.linalg.inv(precision[None] - ts[:, None, None] * b[None])
+    covs = jnp.linalg.inv(precision[None] - (ts - t0)[:, None, None] * b[None])
     covs = jnp.where((ts >= blow_up_time)[:, None, None], jnp.inf, _symmetrize(covs))
     return AttentionCovariance(ts, covs, blow_up_time, jnp.isfinite(blow_up_time))
