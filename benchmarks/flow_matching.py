@@ -1,18 +1,19 @@
 """Flow-matching training throughput: I-CFM and OT-CFM on 8gaussians -> moons.
 
 1. Training steps per second (batch 256, MLP 3 x 64 SELU, Adam 1e-3, sigma 0.1): ours runs K
-   steps in one jitted ``lax.scan`` (the loop ``learn.fit`` runs), the OT pairing by scipy's
-   Hungarian algorithm through ``pure_callback`` inside the scan; torchcfm (when importable)
+   steps in one jitted ``lax.scan`` (the loop ``learn.fit`` runs), the OT pairing by the default
+   exact solver (POT's network simplex through ``pure_callback``) inside the scan; torchcfm (when
+   importable)
    runs its tutorial loop (``ConditionalFlowMatcher`` /
    ``ExactOptimalTransportConditionalFlowMatcher``, POT's ``emd`` then sampling the plan) on one
    torch thread. Baseline: ours, per coupling.
-2. Time in the coupling alone for one batch: ours exact (Hungarian) and entropic (ott-jax Sinkhorn,
-   epsilon = 2 sigma^2 with sigma = 1; also with ``momentum=1.5`` through
+2. Time in the coupling alone for one batch: ours exact (default solver) and entropic (ott-jax
+   Sinkhorn, epsilon = 2 sigma^2 with sigma = 1; also with ``momentum=1.5`` through
    ``transport.minibatch_coupling``), torchcfm's ``OTPlanSampler`` when importable.
    Baseline: ours exact.
-3. The exact coupling alone at n = 256 and 1024: ``transport.linear_assignment`` (auction in XLA)
-   vs scipy's Hungarian through ``pure_callback`` vs POT ``ot.emd`` when importable.
-   Baseline: the auction.
+3. The exact coupling alone at n = 256 and 1024: each solver of ``transport.optimal_permutation``
+   (POT's network simplex, the default, and scipy's Hungarian, both through ``pure_callback``;
+   the auction in XLA) vs POT ``ot.emd`` called directly. Baseline: the default.
 Float32. Peers are measured only when torch and torchcfm import; nothing is installed here.
 """
 
@@ -132,7 +133,7 @@ def _coupling_rows(quick, repeats):
                                                     sigma=1.0)[1])
     relaxed = jax.jit(lambda a, b: fl.transport.minibatch_coupling(
         a, b, epsilon=2.0, key=jax.random.key(0), momentum=1.5)[1])
-    fns = {"ours exact (Hungarian, scipy)": lambda: exact(x0, x1),
+    fns = {"ours exact (network simplex, POT)": lambda: exact(x0, x1),
            "ours entropic (ott-jax, sigma=1)": lambda: entropic(x0, x1),
            "ours entropic, momentum 1.5": lambda: relaxed(x0, x1)}
     syncs = {}
@@ -156,11 +157,12 @@ def _coupling_rows(quick, repeats):
 
 
 def _assignment_rows(quick, repeats):
-    """The exact coupling alone at n = 256 and 1024 (8gaussians -> moons, squared distances):
-    ``transport.linear_assignment`` (auction in XLA) vs scipy's Hungarian through the
-    ``pure_callback`` of ``transport.optimal_permutation`` vs POT ``ot.emd`` (float64, as
-    torchcfm calls it). Baseline: ours in XLA. Each row records the cost of its permutation."""
+    """The exact coupling alone at n = 256 and 1024 (8gaussians -> moons, squared distances): the
+    three solvers of ``transport.optimal_permutation`` and POT ``ot.emd`` called directly
+    (float64, as torchcfm calls it). Baseline: the default solver. Each row records the cost of
+    its permutation."""
     import numpy as np
+    import ot
 
     from flowjax_lab.transport._assignment import squared_distances
 
@@ -169,26 +171,22 @@ def _assignment_rows(quick, repeats):
         group, sizes = f"exact coupling n={n}", {"n": n, "d": 2}
         x0 = fl.datasets.sample("8gaussians", jax.random.key(4), n, dtype=jnp.float32)
         x1 = fl.datasets.sample("moons", jax.random.key(5), n, dtype=jnp.float32)
-        auction = jax.jit(lambda a, b: fl.transport.linear_assignment(
-            squared_distances(a, b)).permutation)
-        hungarian = jax.jit(fl.transport.optimal_permutation)
-        fns = {"ours in XLA (auction)": lambda: auction(x0, x1),
-               "ours scipy callback (Hungarian)": lambda: hungarian(x0, x1)}
-        syncs, cost = {}, np.asarray(squared_distances(x0, x1), np.float64)
-        try:
-            import ot
-
-            weights = np.full(n, 1.0 / n)
-            fns["POT ot.emd (float64)"] = lambda: ot.emd(weights, weights, cost).argmax(1)
-            syncs["POT ot.emd (float64)"] = lambda o: o
-        except ImportError:
-            out.append(H.skipped(group=group, name="exact coupling", impl="POT ot.emd",
-                                 sizes=sizes, dtype="float32", why="POT not installed"))
+        solvers = {"ours default (network simplex, POT callback)": "network_simplex",
+                   "ours Hungarian (scipy callback)": "hungarian",
+                   "ours in XLA (auction)": "auction"}
+        fns = {}
+        for impl, solver in solvers.items():
+            solve = jax.jit(functools.partial(fl.transport.optimal_permutation, solver=solver))
+            fns[impl] = functools.partial(solve, x0, x1)
+        cost = np.asarray(squared_distances(x0, x1), np.float64)
+        weights = np.full(n, 1.0 / n)
+        fns["POT ot.emd (float64), direct"] = lambda: ot.emd(weights, weights, cost).argmax(1)
+        syncs = {"POT ot.emd (float64), direct": lambda o: o}
         for impl, (timing, perm) in H.time_interleaved(fns, repeats=repeats,
                                                        syncs=syncs).items():
             value = float(cost[np.arange(n), np.asarray(perm)].sum())
             out.append(H.row(group=group, name="exact coupling", impl=impl, timing=timing,
-                             sizes=sizes, dtype="float32", baseline=impl.startswith("ours in"),
+                             sizes=sizes, dtype="float32", baseline=impl.startswith("ours default"),
                              extra={"assignment_cost": value}))
     return out
 

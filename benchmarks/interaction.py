@@ -18,6 +18,7 @@ Memory is XLA's estimate of the compiled program (arguments + outputs + temporar
 
     python -m benchmarks --only interaction            # through the suite
     python benchmarks/interaction.py [--quick] [--scale] [--max-n N]   # alone, prints JSON
+    python benchmarks/interaction.py --scale --keops-at-scale --what field   # KeOps at 10^5 too
 """
 
 import json
@@ -127,7 +128,9 @@ def _keops_fns(x, r):
     return {"field": field, "gradient": gradient}, None
 
 
-def scale_rows(quick: bool, repeats: int, max_n: int | None = None) -> list[dict]:
+def scale_rows(quick: bool, repeats: int, max_n: int | None = None, keops_at_scale: bool = False,
+               whats: tuple = ("field", "gradient")) -> list[dict]:
+    """`keops_at_scale`: KeOps at every n on CPU too (one timing each: minutes at 10^5)."""
     ns = (1000, 3000) if quick else (10_000, 100_000)
     ns = tuple(n for n in ns if max_n is None or n <= max_n) or ns[:1]
     d = 3
@@ -140,8 +143,8 @@ def scale_rows(quick: bool, repeats: int, max_n: int | None = None) -> list[dict
         r = jax.random.normal(key_r, (n, d), jnp.float32)
         sizes = {"n": n, "d": d}
         slow_ok = n <= SLOW_MAX_N or jax.devices()[0].platform != "cpu"
-        keops, keops_missing = _keops_fns(x, r) if slow_ok else (None, None)
-        for what in ("field", "gradient"):
+        keops, keops_missing = _keops_fns(x, r) if slow_ok or keops_at_scale else (None, None)
+        for what in whats:
             group = f"interaction {what} n={n} d={d}"
             jitted = {}
             for path, field in (("fast", fast_field), ("generic", generic_field)):
@@ -189,7 +192,9 @@ def rows(quick: bool, repeats: int | None = None, max_n: int | None = None) -> l
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
     max_n = int(sys.argv[sys.argv.index("--max-n") + 1]) if "--max-n" in sys.argv else None
-    result = (scale_rows(quick, 2 if quick else 3, max_n) if "--scale" in sys.argv
-              else rows(quick, max_n=max_n))
+    whats = (sys.argv[sys.argv.index("--what") + 1],) if "--what" in sys.argv else ("field",
+                                                                                 "gradient")
+    result = (scale_rows(quick, 2 if quick else 3, max_n, "--keops-at-scale" in sys.argv, whats)
+              if "--scale" in sys.argv else rows(quick, max_n=max_n))
     H.add_ratios(result, None)
     print(json.dumps({"machine": H.machine(True), "rows": result}, indent=1, default=str))

@@ -1,4 +1,5 @@
-"""`transport.linear_assignment` (auction in XLA) against scipy's `linear_sum_assignment`."""
+"""`transport.linear_assignment` (auction in XLA) and the solvers of `optimal_permutation`
+against scipy's `linear_sum_assignment`."""
 
 import jax
 import jax.numpy as jnp
@@ -78,3 +79,43 @@ def test_nan_under_jit_names_the_argument():
     cost = jnp.ones((3, 3)).at[1, 2].set(jnp.nan)
     with pytest.raises(Exception, match="`cost` contains NaN or inf"):
         jax.block_until_ready(jax.jit(fl.transport.linear_assignment)(cost).permutation)
+
+
+@pytest.mark.parametrize("solver", ["network_simplex", "hungarian", "auction"])
+def test_every_solver_of_optimal_permutation_is_optimal_under_vmap(getkey, solver):
+    """Clouds, and duplicated points (ties), float64: scipy's optimal cost to 1e-12."""
+    n = 24
+    k0, k1 = jax.random.split(getkey())
+    x0 = jax.vmap(lambda k: fl.datasets.sample("8gaussians", k, n, dtype=jnp.float64))(
+        jax.random.split(k0, 3))
+    x1 = jax.vmap(lambda k: fl.datasets.sample("moons", k, n, dtype=jnp.float64))(
+        jax.random.split(k1, 3))
+    x1 = x1.at[2].set(jnp.tile(x0[2, :8], (3, 1)))  # each point thrice: tied assignments
+    x0 = x0.at[2].set(jnp.tile(x0[2, :8], (3, 1)) + 0.5)
+    solve = jax.jit(jax.vmap(lambda a, b: fl.transport.optimal_permutation(a, b, solver=solver)))
+    perms = np.asarray(solve(x0, x1))
+    for a, b, perm in zip(np.asarray(x0), np.asarray(x1), perms, strict=True):
+        cost = np.sum((a[:, None] - b[None]) ** 2, axis=-1)
+        assert sorted(perm.tolist()) == list(range(n))
+        rows, cols = linear_sum_assignment(cost)
+        best = cost[rows, cols].sum()
+        assert abs(cost[np.arange(n), perm].sum() - best) <= 1e-12 * best
+
+
+def test_network_simplex_stopped_short_falls_back_to_the_hungarian(getkey, monkeypatch):
+    """POT's emd out of pivots reports a result code other than 1 and a plan that need not be
+    optimal: the exact answer must come anyway."""
+    import ot
+
+    from flowjax_lab.transport import _assignment
+
+    def stopped(a, b, cost, numItermax, log):
+        plan = np.eye(len(a)) / len(a)  # the identity pairing, not optimal
+        return plan, {"result_code": 3}
+
+    monkeypatch.setattr(ot, "emd", stopped)
+    cost = np.asarray(_clouds(getkey(), 16, jnp.float64))
+    perm = _assignment._network_simplex(cost)
+    rows, cols = linear_sum_assignment(cost)
+    assert np.isclose(cost[np.arange(16), perm].sum(), cost[rows, cols].sum(), rtol=1e-12)
+    assert not np.isclose(np.trace(cost), cost[rows, cols].sum())

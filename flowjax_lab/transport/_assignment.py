@@ -1,4 +1,6 @@
-"""Exact optimal assignment between equal-size uniform clouds (scipy), usable under jit."""
+"""Exact optimal assignment between equal-size uniform clouds, usable under jit."""
+
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -6,14 +8,47 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .. import _checks
-from .._types import ArrayLike, Pairwise, Particles, ParticlesLike, ParticlesM, Permutation
+from .._types import Pairwise, Particles, ParticlesLike, ParticlesM, Permutation
+from ._auction import linear_assignment
+
+SOLVERS = ("network_simplex", "hungarian", "auction")
+"""The exact solvers of `optimal_permutation`: POT's network simplex and scipy's Hungarian
+(shortest augmenting paths) on the host, the auction of `linear_assignment` in XLA."""
 
 
-def _assign_host(cost: ArrayLike) -> np.ndarray:
-    rows, cols = linear_sum_assignment(np.asarray(cost, dtype=np.float64))
+def _hungarian(cost: np.ndarray) -> np.ndarray:
+    rows, cols = linear_sum_assignment(cost)
     perm = np.empty_like(cols)
     perm[rows] = cols
     return perm.astype(np.int32)
+
+
+def _network_simplex(cost: np.ndarray) -> np.ndarray:
+    """POT's ``emd`` between uniform weights: for equal weights 1/n its optimal vertex is a
+    permutation matrix over n. A stop short of optimality (its pivot budget, here far above
+    what clouds of 3 000 points needed) or a plan that is not a permutation falls back to the
+    Hungarian solve."""
+    import ot  # ~2 s on first use (POT imports scikit-learn's clustering)
+
+    n = cost.shape[0]
+    weights = np.full(n, 1.0 / n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a stop short of optimality is handled below
+        plan, log = ot.emd(weights, weights, cost, numItermax=max(100 * n * n, 10**5),
+                           log=True)
+    perm = plan.argmax(axis=1)
+    if log["result_code"] != 1 or np.unique(perm).size != n:
+        return _hungarian(cost)
+    return perm.astype(np.int32)
+
+
+_HOST = {"network_simplex": _network_simplex, "hungarian": _hungarian}
+
+
+def check_solver(solver) -> None:
+    """A clear error unless `solver` names one of `SOLVERS`."""
+    if solver not in SOLVERS:
+        raise ValueError(f"`solver` must be one of {SOLVERS}, got {solver!r}.")
 
 
 def squared_distances(x: Particles, y: ParticlesM) -> Pairwise:
@@ -23,11 +58,19 @@ def squared_distances(x: Particles, y: ParticlesM) -> Pairwise:
     ).clip(0)
 
 
-def optimal_permutation(x: ParticlesLike, y: ParticlesLike) -> Permutation:
-    """The permutation `p` `(n,)` minimising ``sum_i |x_i - y_{p_i}|^2`` (Hungarian, on host).
+def optimal_permutation(x: ParticlesLike, y: ParticlesLike, *,
+                        solver: str = "network_simplex") -> Permutation:
+    """The permutation `p` `(n,)` minimising ``sum_i |x_i - y_{p_i}|^2``. `x`, `y` `(n, d)`.
 
-    Works under ``jit`` and ``vmap`` through ``jax.pure_callback``; not differentiable (the
-    assignment is piecewise constant), so gradients treat it as fixed. `x`, `y` `(n, d)`.
+    Works under ``jit`` and ``vmap``; not differentiable (the assignment is piecewise constant),
+    so gradients treat it as fixed. `solver` (all exact):
+    - ``"network_simplex"`` (default): POT's ``ot.emd`` on the host (``jax.pure_callback``,
+      float64), the fastest on CPU for point clouds: 1.5x to 14x scipy's Hungarian from
+      n = 256 to 3 000 (benchmarks/flow_matching.py);
+    - ``"hungarian"``: scipy's ``linear_sum_assignment`` on the host, float64;
+    - ``"auction"``: `linear_assignment` inside XLA, no host round trip (on CPU 3x slower than
+      the network simplex at n = 256: its displacement chains are sequential steps); a solve
+      out of rounds raises ``RuntimeError``.
     """
     x = _checks.particles(x, "x")
     y = _checks.particles(y, "y")
@@ -35,7 +78,12 @@ def optimal_permutation(x: ParticlesLike, y: ParticlesLike) -> Permutation:
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"`x` and `y` must hold the same number of points, got {x.shape[0]} "
                          f"and {y.shape[0]}.")
+    check_solver(solver)
     y = y.astype(x.dtype)
     cost = jax.lax.stop_gradient(squared_distances(x, y))
+    if solver == "auction":
+        return linear_assignment(cost).raise_on_failure().permutation
+    host = _HOST[solver]
     out = jax.ShapeDtypeStruct(cost.shape[:-2] + cost.shape[-2:-1], jnp.int32)
-    return jax.pure_callback(_assign_host, out, cost, vmap_method="sequential")
+    return jax.pure_callback(lambda c: host(np.asarray(c, np.float64)), out, cost,
+                             vmap_method="sequential")

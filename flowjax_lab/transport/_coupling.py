@@ -6,18 +6,19 @@ import jax.numpy as jnp
 from .. import _checks
 from .._status import Status
 from .._types import Key, Pairwise, Particles, ParticlesLike, Permutation, ScalarLike, StatusCode
-from ._assignment import optimal_permutation
+from ._assignment import check_solver, optimal_permutation
 from ._sinkhorn import check_options, prepare, sinkhorn
 
 
 def minibatch_coupling(
     x0: ParticlesLike, x1: ParticlesLike, *, epsilon: ScalarLike | None = None,
     key: Key | None = None, threshold=1e-3, max_iterations=2000, momentum=None, throw=False,
-    return_status=False,
+    return_status=False, solver: str = "network_simplex",
 ) -> tuple[Particles, Particles] | tuple[Particles, Particles, StatusCode]:
     """Pair the rows of `x0` `(n, d)` with rows of `x1` `(n, d)` by optimal transport.
 
-    With `epsilon=None` the pairing is the exact optimal permutation (each `x1` row used once).
+    With `epsilon=None` the pairing is the exact optimal permutation (each `x1` row used once;
+    `solver` as in `optimal_permutation`).
     With `epsilon > 0` each `x0` row draws its partner from its row of the entropic plan
     (needs `key`), as in Schrodinger-bridge flow matching. Works inside ``jit``.
 
@@ -37,8 +38,10 @@ def minibatch_coupling(
         )
     epsilon, threshold, max_iterations, momentum, _ = check_options(
         epsilon=epsilon, threshold=threshold, max_iterations=max_iterations, momentum=momentum)
+    check_solver(solver)
     if epsilon is None:
-        partners, status = optimal_permutation(x0, x1), jnp.asarray(Status.SUCCESS, jnp.int32)
+        partners = optimal_permutation(x0, x1, solver=solver)
+        status = jnp.asarray(Status.SUCCESS, jnp.int32)
     else:
         key = _checks.key(key)
         result = sinkhorn(x0, x1, epsilon=epsilon, threshold=threshold,
