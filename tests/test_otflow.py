@@ -1,8 +1,10 @@
 """OT-Flow: the structured exact derivatives of the potential, and the augmented channels
-(log-determinant, transport cost, HJB residual) against independent routes."""
+(log-determinant, transport cost, HJB residual) against independent routes; the paper preset of
+otflow-moons (the public moons script and its log)."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import flowjax_lab as fl
@@ -73,3 +75,103 @@ def test_density_integrates_to_one_and_loss_weights(model, getkey):
     loss = fl.learn.OTFlowLoss(lambda k: data, transport=2.0, likelihood=3.0, hjb=0.5)
     expected = 2 * terms["transport"] + 3 * terms["nll"] + 0.5 * terms["hjb"]
     assert jnp.allclose(loss(model, getkey()), expected)
+
+
+# The paper preset of otflow-moons: the public OT-Flow moons script and its published log.
+
+
+def test_paper_preset_follows_the_script():
+    """``trainOTFlow.py --batch_size 256 --width 32 --nt 4 --num_steps 20000 --plot_interval
+    1000`` with its defaults alph = 1, 10, 5, nTh = 2, Adam lr 1e-2, make_moons(noise=0.05)."""
+    from flowjax_lab.experiments import otflow_moons
+
+    assert "paper" in fl.experiments.get("otflow-moons").presets()
+    paper = otflow_moons.Config.paper()
+    assert (paper.batch, paper.width, paper.ode_steps, paper.train_steps) == (256, 32, 4, 20_000)
+    assert paper.weights == (1.0, 10.0, 5.0) and paper.learning_rate == 1e-2
+    assert (paper.data, paper.log_interval, paper.compare_published) == ("sklearn", 1000, True)
+    assert otflow_moons.NOISE == 0.05
+    model = fl.learn.OTFlow(2, width=paper.width, steps=paper.ode_steps, key=jax.random.key(0))
+    assert model.potential.K.shape[0] == 1  # nTh = 2 layers: K0 and one residual layer
+    assert model.potential.A.shape == (3, 3)  # rank min(10, d + 1)
+    # J = L + 10 ML + 5 HJB in every published row
+    for j, *terms in otflow_moons.PUBLISHED.values():
+        assert abs(j - float(jnp.dot(jnp.array(terms), jnp.array(paper.weights)))) < 5e-3 * j
+    default = otflow_moons.Config()  # the default run is unchanged
+    assert (default.data, default.baseline, default.log_interval) == ("flowjax", True, 0)
+    with pytest.raises(ValueError, match="compare_published"):
+        otflow_moons.Config(compare_published=True)
+    with pytest.raises(ValueError, match="log_interval"):
+        otflow_moons.Config(log_interval=15, term_every=10)
+
+
+def test_paper_data_is_sklearn_make_moons(getkey):
+    """Each batch is make_moons(256, noise=0.05): the 128 + 128 evenly spaced arc points of
+    scikit-learn, shuffled, plus N(0, 0.05^2) noise; not fl.datasets' rescaled moons."""
+    from flowjax_lab.experiments import otflow_moons
+
+    x = otflow_moons._SklearnMoons(256)(getkey())
+    s = jnp.linspace(0, jnp.pi, 128)  # sklearn: linspace(0, pi, n // 2) on each arc
+    centres = jnp.concatenate([jnp.stack([jnp.cos(s), jnp.sin(s)], 1),
+                               jnp.stack([1 - jnp.cos(s), 1 - jnp.sin(s) - 0.5], 1)])
+    nearest = jnp.argmin(jnp.sum((x[:, None] - centres[None]) ** 2, axis=-1), axis=1)
+    assert int(jnp.sum(nearest < 128)) in range(118, 139)  # about half on each arc
+    # distance to the arc's circle: N(0, 0.05^2) (the arcs have radius 1)
+    radial = jnp.where(nearest < 128, jnp.linalg.norm(x, axis=1),
+                       jnp.linalg.norm(x - jnp.array([[1.0, 0.5]]), axis=1)) - 1
+    assert 0.04 < float(jnp.std(radial)) < 0.06
+    # fixed, evenly spaced arc points: the batch mean is (1/2, 1/4) up to the noise's mean (sd
+    # 0.003); random arc positions and labels would move it by about 0.04
+    assert float(jnp.max(jnp.abs(jnp.mean(x, axis=0) - jnp.array([0.5, 0.25])))) < 0.015
+    points = otflow_moons._sklearn_points(getkey(), 600, 256)
+    assert points.shape == (600, 2) and abs(float(jnp.mean(points[:, 0])) - 0.5) < 0.1
+    density = otflow_moons._sklearn_log_density
+    g = np.linspace(-1.6, 2.6, 211)
+    grid = np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2)
+    np.testing.assert_allclose(np.exp(density(grid, 256)).sum() * (g[1] - g[0]) ** 2, 1, atol=1e-4)
+
+
+def test_running_averages_are_means_over_the_preceding_steps():
+    from flowjax_lab.experiments.otflow_moons import running_averages
+
+    losses = np.arange(1.0, 31.0)  # step k (1-based) has loss k
+    samples = {s: (s, 2.0 * s, 0.0) for s in range(0, 30, 5)}  # 0-based steps 0, 5, ..., 25
+    rows = running_averages(losses, samples, 10, 30)
+    assert list(rows) == [10, 20, 30]
+    assert rows[10] == (5.5, 2.5, 5.0, 0.0) and rows[30] == (25.5, 22.5, 45.0, 0.0)
+    assert list(running_averages(losses, samples, 10, 25)) == [10, 20]  # whole windows only
+
+
+def test_published_comparison_fails_on_a_planted_value():
+    from flowjax_lab.experiments import otflow_moons
+
+    published = dict(otflow_moons.PUBLISHED)
+    checks = otflow_moons.published_checks(published, 20_000)
+    assert len(checks) == 4 and all(c.passed for c in checks)
+    # the NLL 50% too high (the rescaled moons of fl.datasets move it by 1.39 nats): only that
+    # check fails
+    wrong = {**published, 20_000: (4.6584, 0.3582, 0.3900 * 1.5, 0.0801)}
+    failed = [c.name for c in otflow_moons.published_checks(wrong, 20_000) if not c.passed]
+    assert failed == ["paper: J_ML at step 20000 vs the published log"]
+    # the tolerances come from the spread of four seeds: J_L's run-to-run spread is the smallest
+    tolerance = otflow_moons.TOLERANCE
+    assert tolerance["J_L"] < 0.06 < tolerance["J_ML"] < tolerance["J"] < 0.3 < tolerance["J_HJB"]
+    # a run that stops early has no final comparison: it fails, naming the missing step
+    short = otflow_moons.published_checks({1000: published[1000]}, 1000)
+    assert [c.passed for c in short] == [False] and "20000" in short[0].name
+
+
+def test_running_log_terms_are_those_of_the_training_loss():
+    """A tiny run of the logged configuration: the terms read at the sampled steps re-add to
+    fit's loss there (the weighting and the step's batch and parameters are the loss's), and
+    the J of each row is the mean of the preceding steps' losses."""
+    result = fl.experiments.run("otflow-moons", train_steps=40, batch=32, width=8, n_eval=100,
+                                grid=10, data="sklearn", baseline=False, log_interval=20,
+                                term_every=10)
+    assert result.error is None, result.traceback
+    readd = [c for c in result.checks if c.name.startswith("running log")]
+    assert len(readd) == 1 and readd[0].passed
+    losses = result.arrays["otflow_losses"]
+    for end in (20, 40):
+        assert np.isclose(result.metrics[f"step {end} J"], np.mean(losses[end - 20:end]))
+    assert "step 20 J published" not in result.metrics
