@@ -130,4 +130,20 @@ def test_2d_protocol_ot_coupling_lost(monkeypatch):
     monkeypatch.setattr(fm_2d_protocol, "COUPLINGS", {"I-CFM": "independent",
                                                       "OT-CFM": "independent"})
     result = fl.experiments.run("fm-2d-protocol", quick=True, **P2D_SMALL)
-    assert_caught(result, "paths bend")
+    assert_caught(result, "paths bend", "NPE below I-CFM's")
+
+
+def test_2d_protocol_npe_from_the_wrong_energy(monkeypatch):
+    # An evaluation mix-up: OT-CFM's NPE computed from I-CFM's kinetic energy (runs go I-CFM
+    # first, then OT-CFM, one seed in the quick run).
+    real = fm_2d_protocol.sample_metrics
+    energies = {}
+
+    def crossed(config, energy, x1, data, shared=None):
+        label = "I-CFM" if "I-CFM" not in energies else "OT-CFM"
+        energies.setdefault(label, energy)
+        return real(config, energies["I-CFM"], x1, data, shared)
+
+    monkeypatch.setattr(fm_2d_protocol, "sample_metrics", crossed)
+    result = fl.experiments.run("fm-2d-protocol", quick=True, **P2D_SMALL)
+    assert_caught(result, "NPE below I-CFM's")

@@ -115,3 +115,19 @@ def test_best_model_keeps_the_lowest_validation_loss(tmp_path):
     assert (best.value, float(best.model["v"]), best.calls) == (1.0, 1.0, 4)
     again = p2d._BestModel(_value, {"v": jnp.zeros(())}, KEY, tmp_path)  # a resumed run
     assert (again.value, float(again.model["v"]), again.calls) == (1.0, 1.0, 4)
+
+
+def test_npe_standard_error_follows_the_euler_sums():
+    # v(t, x) = x: Euler gives x_k = (1 + dt)^k x_0, so each particle's energy is
+    # |x_0|^2 sum_k dt (1 + dt)^(2k), and the standard error is that factor times
+    # sd(|x_0|^2) / sqrt(n), over W2^2.
+    x0 = jax.random.normal(KEY, (500, 2))
+    steps, w2 = 20, 1.7
+    dt = 1 / steps
+    factor = sum(dt * (1 + dt) ** (2 * k) for k in range(steps))
+    sq = np.sum(np.asarray(x0, np.float64) ** 2, axis=1)
+    expected = factor * np.std(sq, ddof=1) / np.sqrt(sq.size) / w2**2
+    value = p2d._npe_standard_error(lambda t, x, args: x, x0, steps, w2)
+    np.testing.assert_allclose(value, expected, rtol=1e-4)
+    assert np.isnan(p2d._npe_standard_error(lambda t, x, args: x * jnp.nan, x0, steps, w2))
+    assert p2d.Config.quick().check_direction and not p2d.Config.quick().check_npe

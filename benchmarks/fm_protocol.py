@@ -1,0 +1,294 @@
+"""The fm-2d-protocol paper preset trained by flowjax_lab and by torchcfm, side by side.
+
+Both codes train the runner's protocol (``docs/protocols/tong2024_2d.md``) on the **same data
+arrays** and are measured by the **same evaluation code**:
+
+- data: per task and seed, ``fm_2d_protocol.run_data`` (the runner's data re-written in
+  ``_runner_data``: the fixed 10 000 / 1 000 / 1 000 splits, the evaluation source points and the
+  held-out target points); torchcfm gets these arrays as torch tensors. The N(0, I) source of the
+  N-> tasks is drawn fresh per batch by each code (JAX keys / ``torch.randn``).
+- flowjax_lab: ``fm_2d_protocol.run_one`` with ``Config.paper()`` (sizes reduced on the command
+  line): batches of 512 drawn with replacement from the train split, exact OT permutation then
+  pairs drawn with replacement, ``optax.adamw``, best validation loss every `val_every` steps.
+- torchcfm 1.0.7: ``ConditionalFlowMatcher`` (I-CFM) and
+  ``ExactOptimalTransportConditionalFlowMatcher`` (OT-CFM: POT ``ot.emd`` plan, pairs drawn with
+  replacement by NumPy), sigma 0.1; the runner's network (``[t, x]`` -> Linear(3, 64) SELU ->
+  Linear(64, 64) SELU -> Linear(64, 64) SELU -> Linear(64, 2), PyTorch's default
+  initialisation: torchcfm's ``models.MLP`` up to the input order); ``torch.optim.AdamW(lr 1e-3,
+  weight_decay 1e-5)``; the runner's loader: epochs over the shuffled train split in batches of
+  512 (the last one 272; moons->8gaussians pairs two shuffled loaders and drops the last
+  batch), loss ``torch.mean((v - u)**2)``; the same model-selection rule as ours (validation
+  loss on the whole 1 000-point validation split every `val_every` steps and at the end, OT pairs
+  for the N-> tasks, independent pairs for moons->8gaussians; the best is evaluated). One torch
+  thread.
+- evaluation (both): 100 Euler steps from the same source points, kinetic energy summed during
+  the solve (a left Riemann sum, as the runner's augmentation with Euler); torchcfm's model is
+  integrated by an **explicit Euler loop in torch** (``t_k = k / 100``, what torchdyn's
+  ``NeuralODE(solver="euler")`` does on ``linspace(0, 1, 101)``). W2 and NPE come from
+  ``fm_2d_protocol.sample_metrics`` (exact W2 by optimal assignment, NPE against the exact
+  source-target W2 on the first `npe_points`, shared by both codes per task and seed).
+- seconds per training run: wall time of the training loop with its validation checks (ours:
+  ``fit``'s seconds, the first run of each coupling includes JIT compilation).
+
+    python -m benchmarks.fm_protocol --tasks gaussian->8gaussians gaussian->moons --seeds 2 \\
+        --steps 2000 --eval-points 10000 --out fm_protocol.md
+
+Run it in the peers environment (torch, torchcfm, POT); without them only flowjax_lab's rows
+are measured. ``rows(quick)`` (the suite's entry) runs gaussian->8gaussians, one seed: 40 steps
+and 256 evaluation points when quick (seconds), else 1000 steps and 2000 points (minutes: each of
+our OT-CFM steps solves a 512-point assignment with scipy's Hungarian algorithm, ~0.1 s here).
+"""
+
+import argparse
+import copy
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+from flowjax_lab.experiments import _runner_data, fm_2d_protocol as p2d
+
+from . import _harness as H
+
+COUPLINGS = p2d.COUPLINGS  # label -> flowjax_lab coupling
+
+
+def config(tasks, seeds: int, steps: int, eval_points: int, val_every: int = 200):
+    """The paper preset at reduced sizes (the published-cell checks off: reduced runs cannot
+    meet them)."""
+    return dataclasses.replace(
+        p2d.Config.paper(), tasks=tuple(tasks), repeats=seeds, steps=steps,
+        eval_points=eval_points, val_every=min(val_every, steps),
+        npe_points=min(p2d.Config.paper().npe_points, eval_points), compare_published=False)
+
+
+def peer_missing() -> str | None:
+    try:
+        import ot  # noqa: F401
+        import torch  # noqa: F401
+        import torchcfm  # noqa: F401
+    except Exception as err:  # noqa: BLE001 - any import failure means: no peer
+        return f"torch/torchcfm/POT not importable ({type(err).__name__}: {err})"
+    return None
+
+
+def ours(cfg, task: str, coupling: str, key, shared: dict) -> dict:
+    values, _, result = p2d.run_one(cfg, task, coupling, key, shared=shared)
+    return {"w2": values["w2"], "npe": values["npe"], "seconds": result.seconds,
+            "kinetic_energy": values["kinetic_energy"]}
+
+
+class _RunnerMLP:
+    """Builds the runner's network in torch (imported lazily)."""
+
+    @staticmethod
+    def make(width: int, depth: int):
+        import torch
+
+        layers, size = [], 3  # input [t, x]
+        for _ in range(depth):
+            layers += [torch.nn.Linear(size, width), torch.nn.SELU()]
+            size = width
+        return torch.nn.Sequential(*layers, torch.nn.Linear(size, 2))
+
+
+def _velocity(model, t, x):
+    import torch
+
+    return model(torch.cat([t[:, None], x], dim=1))
+
+
+def _batches(n_train: int, batch: int, drop_last: bool, generator):
+    """One epoch of index batches over a shuffled train split (a torch DataLoader's order)."""
+    import torch
+
+    order = torch.randperm(n_train, generator=generator)
+    stop = n_train - n_train % batch if drop_last else n_train
+    return [order[i:i + batch] for i in range(0, stop, batch)]
+
+
+def torchcfm_run(cfg, task: str, label: str, key, seed: int, shared: dict) -> dict:
+    """torchcfm's classes on the runner's loop, trained on ``run_data``'s arrays and measured by
+    ``sample_metrics`` on its evaluation points."""
+    import torch
+    from torchcfm.conditional_flow_matching import (
+        ConditionalFlowMatcher,
+        ExactOptimalTransportConditionalFlowMatcher,
+    )
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # torchcfm draws OT pairs with np.random.choice
+    generator = torch.Generator().manual_seed(seed)
+    data = p2d.run_data(cfg, task, COUPLINGS[label], key)
+    gaussian_source = _runner_data.TASKS[task][0] == "gaussian"
+    as_torch = lambda a: torch.from_numpy(np.array(a, np.float32))
+    target = as_torch(data.target)
+    source = None if gaussian_source else as_torch(data.source)
+    val_target = as_torch(data.validation[1](None, None))
+    val_source = None if gaussian_source else as_torch(data.validation[0](None, None))
+    ot = ExactOptimalTransportConditionalFlowMatcher(sigma=cfg.sigma)
+    matcher = ot if label == "OT-CFM" else ConditionalFlowMatcher(sigma=cfg.sigma)
+    # Validation pairs: the training coupling on N-> tasks, independent on moons->8gaussians.
+    val_matcher = matcher if data.validation[2] != "independent" else ConditionalFlowMatcher(
+        sigma=cfg.sigma)
+    model = _RunnerMLP.make(cfg.width, cfg.depth)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=1e-5)
+
+    def loss_of(m, x0, x1):
+        t, xt, ut = m.sample_location_and_conditional_flow(x0, x1)
+        return torch.mean((_velocity(model, t, xt) - ut) ** 2)
+
+    def validate():
+        with torch.no_grad():
+            x0 = torch.randn_like(val_target) if gaussian_source else val_source
+            return float(loss_of(val_matcher, x0, val_target))
+
+    best_value, best_state, step, losses = float("inf"), None, 0, []
+    started = time.perf_counter()
+    while step < cfg.steps:
+        target_batches = _batches(len(target), cfg.batch_size, not gaussian_source, generator)
+        source_batches = (None if gaussian_source else
+                          _batches(len(source), cfg.batch_size, True, generator))
+        for b, index in enumerate(target_batches):
+            x1 = target[index]
+            x0 = torch.randn_like(x1) if gaussian_source else source[source_batches[b]]
+            optimizer.zero_grad()
+            loss = loss_of(matcher, x0, x1)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                value = validate()
+                if value < best_value:
+                    best_value, best_state = value, copy.deepcopy(model.state_dict())
+            if step == cfg.steps:
+                break
+    seconds = time.perf_counter() - started
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    x1, energy = euler(model, as_torch(data.x0), cfg.euler_steps)
+    values = p2d.sample_metrics(cfg, energy, x1, data, shared)
+    return {"w2": values["w2"], "npe": values["npe"], "seconds": seconds,
+            "kinetic_energy": values["kinetic_energy"], "final_loss": float(np.mean(losses[-50:]))}
+
+
+def euler(model, x0, steps: int):
+    """Explicit Euler from t = 0 to 1 in `steps` steps; the kinetic energy ``E sum_k dt
+    |v(t_k, x_k)|^2`` accumulated on the way. Returns (x1 as NumPy, energy)."""
+    import torch
+
+    dt, x, energy = 1.0 / steps, x0, 0.0
+    with torch.no_grad():
+        for k in range(steps):
+            t = torch.full((x.shape[0],), k * dt)
+            v = _velocity(model, t, x)
+            energy += dt * float(torch.mean(torch.sum(v**2, dim=1)))
+            x = x + dt * v
+    return x.numpy(), energy
+
+
+def measure(cfg, *, peers: bool = True, log=print) -> list[dict]:
+    """Every (task, method, code, seed): W2, NPE, seconds. Seeds as ``fm_2d_protocol.run``:
+    ``fold_in(key(0), seed)``; the source-target W2 shared per task and seed."""
+    missing = peer_missing() if peers else "not requested"
+    records, root = [], jax.random.key(0)
+    for task in cfg.tasks:
+        for seed in range(cfg.repeats):
+            key, shared = jax.random.fold_in(root, seed), {}
+            for label, coupling in COUPLINGS.items():
+                for code in ("flowjax_lab",) if missing else ("flowjax_lab", "torchcfm"):
+                    values = (ours(cfg, task, coupling, key, shared) if code == "flowjax_lab"
+                              else torchcfm_run(cfg, task, label, key, seed, shared))
+                    rec = {"task": task, "method": label, "code": code, "seed": seed} | values
+                    records.append(rec)
+                    log(json.dumps(rec), flush=True)
+    return records, missing
+
+
+def _pm(values, fmt="{:.3f}") -> str:
+    values = np.asarray(values, np.float64)
+    return f"{fmt.format(values.mean())} ± {fmt.format(values.std())}"
+
+
+def table(records: list[dict], missing: str | None = None) -> str:
+    """Markdown: per (task, method, code) the mean ± std over seeds (population std, as the
+    experiment's metrics), the published cell and the seconds per training run (mean, and the
+    range over seeds)."""
+    lines = ["| task | method | code | seeds | W2 | NPE | published W2 | published NPE | "
+             "s / training run (range) |", "|---|---|---|---|---|---|---|---|---|"]
+    keys = dict.fromkeys((r["task"], r["method"], r["code"]) for r in records)
+    for task, method, code in keys:
+        rs = [r for r in records if (r["task"], r["method"], r["code"]) == (task, method, code)]
+        w2m, w2s, npem, npes = p2d.PUBLISHED[task, method]
+        secs = np.array([r["seconds"] for r in rs])
+        lines.append(f"| {task} | {method} | {code} | {len(rs)} | {_pm([r['w2'] for r in rs])} "
+                     f"| {_pm([r['npe'] for r in rs])} | {w2m:.3f} ± {w2s:.3f} | "
+                     f"{npem:.3f} ± {npes:.3f} | {secs.mean():.1f} "
+                     f"({secs.min():.1f}-{secs.max():.1f}) |")
+    if missing:
+        lines.append(f"\ntorchcfm rows skipped: {missing}")
+    return "\n".join(lines)
+
+
+def rows(quick: bool, repeats: int | None = None) -> list[dict]:
+    """The suite's entry: one task, one seed, small size (quick: seconds); a row per (method,
+    code) with W2 and NPE in the row, the training's wall time as its run time (one run, no
+    repeats: `repeats` is ignored), ours the group baseline."""
+    steps, points = (40, 256) if quick else (1000, 2000)
+    cfg = config(("gaussian->8gaussians",), 1, steps, points, val_every=20 if quick else 200)
+    records, missing = measure(cfg, log=lambda *a, **k: None)
+    out = []
+    for r in records:
+        group = f"{r['method']} protocol {r['task']}"
+        timing = H.Timing(first=r["seconds"], median=r["seconds"], iqr=0.0, repeats=1)
+        out.append(H.row(group=group, name="CFM protocol training run", impl=r["code"],
+                         timing=timing, sizes={"steps": steps, "batch": cfg.batch_size,
+                                               "eval_points": points},
+                         dtype="float32", baseline=r["code"] == "flowjax_lab",
+                         throughput=(steps, "steps/s"),
+                         extra={"w2": r["w2"], "npe": r["npe"]}))
+    if missing is not None:
+        for label in COUPLINGS:
+            out.append(H.skipped(group=f"{label} protocol gaussian->8gaussians",
+                                 name="CFM protocol training run", impl="torchcfm",
+                                 sizes={"steps": steps}, dtype="float32", why=missing))
+    return out
+
+
+def _main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.fm_protocol",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", nargs="+", default=["gaussian->8gaussians", "gaussian->moons"],
+                   choices=list(_runner_data.TASKS))
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--eval-points", type=int, default=10_000)
+    p.add_argument("--val-every", type=int, default=200)
+    p.add_argument("--no-peers", action="store_true", help="flowjax_lab only")
+    p.add_argument("--out", help="also write the markdown table (and a .json of the records)")
+    args = p.parse_args(argv)
+    cfg = config(args.tasks, args.seeds, args.steps, args.eval_points, args.val_every)
+    began, load = time.time(), os.getloadavg()
+    print(json.dumps({"config": dataclasses.asdict(cfg), "load_start": load}), flush=True)
+    records, missing = measure(cfg, peers=not args.no_peers)
+    text = table(records, missing)
+    text += (f"\n\nload average {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f} -> "
+             + "/".join(f"{v:.2f}" for v in os.getloadavg())
+             + f", {time.time() - began:.0f} s in all")
+    print(text)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(text + "\n")
+        with open(os.path.splitext(args.out)[0] + ".json", "w") as handle:
+            json.dump({"argv": sys.argv, "records": records}, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
