@@ -65,8 +65,9 @@ def optimal_permutation(x: ParticlesLike, y: ParticlesLike, *,
     Works under ``jit`` and ``vmap``; not differentiable (the assignment is piecewise constant),
     so gradients treat it as fixed. `solver` (all exact):
     - ``"network_simplex"`` (default): POT's ``ot.emd`` on the host (``jax.pure_callback``,
-      float64), the fastest on CPU for point clouds: 1.5x to 14x scipy's Hungarian from
-      n = 256 to 3 000 (benchmarks/flow_matching.py);
+      float64), the fastest on CPU for point clouds: scipy's Hungarian takes 1.3x its time at
+      n = 256 and 3.5x at 1 024 (benchmarks/flow_matching.py), 13x at 3 000 (two Gaussian
+      clouds, one run);
     - ``"hungarian"``: scipy's ``linear_sum_assignment`` on the host, float64;
     - ``"auction"``: `linear_assignment` inside XLA, no host round trip (on CPU 3x slower than
       the network simplex at n = 256: its displacement chains are sequential steps); a solve
