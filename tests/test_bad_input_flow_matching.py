@@ -69,6 +69,8 @@ CASES = [
      r"`model` must return an array shaped like its input x \(1, 2\), got \(1, 1\)"),
     (lambda: fl.learn.FlowMatchingLoss(GAUSS, jnp.zeros((5, 3)), batch_size=8)(FIELD, KEY),
      ValueError, r"source and target batches"),
+    (lambda: fl.learn.FlowMatchingLoss(GAUSS, GAUSS).coupling_status(3), TypeError,
+     r"`key` must be a jax.random key"),
     # sampling and likelihood
     (lambda: fl.learn.generate(_bad_model, X), ValueError, r"`field` must return an array"),
     (lambda: fl.learn.generate(FIELD, X, steps=0), ValueError, r"`steps`"),

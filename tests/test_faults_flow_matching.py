@@ -147,3 +147,13 @@ def test_2d_protocol_npe_from_the_wrong_energy(monkeypatch):
     monkeypatch.setattr(fm_2d_protocol, "sample_metrics", crossed)
     result = fl.experiments.run("fm-2d-protocol", quick=True, **P2D_SMALL)
     assert_caught(result, "NPE below I-CFM's")
+
+
+def test_2d_protocol_sb_cfm_coupling_out_of_iterations(monkeypatch):
+    # SB-CFM's Sinkhorn given 10 iterations: pairs drawn from an unconverged plan are caught by
+    # the probe batches, whatever the samples look like.
+    monkeypatch.setattr(fm_2d_protocol, "ENTROPIC_OPTIONS", {"max_iterations": 10})
+    result = fl.experiments.run("fm-2d-protocol", quick=True, methods=("SB-CFM",), steps=100,
+                                eval_points=100, floor_and_nfe=False)
+    assert_caught(result, "entropic coupling converged")
+    assert result.metrics["moons->8gaussians SB-CFM coupling_converged mean"] == 0.0

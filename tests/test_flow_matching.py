@@ -67,6 +67,27 @@ def test_entropic_coupling_samples_a_plan_with_uniform_marginals(getkey):
     assert abs(np.mean([cost(30.0) for _ in range(20)]) - independent) < 0.2 * independent
 
 
+def test_coupling_status_reports_an_unconverged_entropic_plan(getkey):
+    # Modes at radius 12 with sigma = 0.1 (regularisation 0.02 against costs near 200): the
+    # Sinkhorn solve stops at its iteration limit on every batch; at sigma = 1 it converges; the
+    # other couplings always succeed.
+    def ring(key, n):
+        k1, k2 = jax.random.split(key)
+        angle = jax.random.randint(k1, (n,), 0, 8).astype(float) * (jnp.pi / 4)
+        return 12 * jnp.stack([jnp.cos(angle), jnp.sin(angle)], 1) + jax.random.normal(k2, (n, 2))
+
+    keys = jax.random.split(getkey(), 4)
+
+    def statuses(**options):
+        loss = fl.learn.FlowMatchingLoss(functools.partial(fl.datasets.sample, "gaussian"), ring,
+                                         batch_size=64, **options)
+        return np.asarray(jax.vmap(loss.coupling_status)(keys))
+
+    assert np.all(statuses(coupling="entropic", sigma=0.1) != fl.Status.SUCCESS)
+    assert np.all(statuses(coupling="entropic", sigma=1.0) == fl.Status.SUCCESS)
+    assert np.all(statuses(coupling="ot") == fl.Status.SUCCESS)
+
+
 def test_loss_at_the_exact_field_is_the_conditional_variance(getkey):
     """At v* = A_t x the loss equals int_0^1 tr(Cov(X1 - X0) - A_t cov_t A_t^T) dt, its minimum,
     and any perturbation of v* raises it."""

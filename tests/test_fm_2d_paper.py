@@ -93,11 +93,17 @@ def test_paper_preset_fields():
                 "data": "runner", "replace_pairs": True, "val_every": 200,
                 "compare_published": True, "floor_and_nfe": False, "npe_points": 2_000}
     assert {k: getattr(config, k) for k in expected} == expected
-    assert set(p2d.PUBLISHED) == {(t, m) for t in config.tasks for m in p2d.COUPLINGS}
+    assert config.methods == ("I-CFM", "OT-CFM")  # the runner's script runs these two
+    sb_cells = {(t, "SB-CFM") for t in config.tasks if t != "moons->8gaussians"}
+    assert set(p2d.PUBLISHED) == {(t, m) for t in config.tasks for m in config.methods} | sb_cells
     assert fl.experiments.get("fm-2d-protocol").presets() == ["paper"]
     assert p2d.Config.quick() == fl.experiments.get("fm-2d-protocol").make_config(quick=True)
     with pytest.raises(ValueError, match="'tasks'"):
         dataclasses.replace(config, tasks=("8gaussians->moons",))
+    with pytest.raises(ValueError, match="'methods'"):
+        dataclasses.replace(config, methods=("FM",))
+    with pytest.raises(ValueError, match="'methods'"):
+        dataclasses.replace(config, methods=())
     with pytest.raises(ValueError, match="'val_every'"):
         p2d.Config(val_every=10)
     with pytest.raises(ValueError, match="'npe_points'"):

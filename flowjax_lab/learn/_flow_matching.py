@@ -17,14 +17,26 @@ import jax.numpy as jnp
 
 from .. import _checks, transport
 from .._simulate import divergence_exact, simulate
+from .._status import Status
 from .._trajectory import Trajectory
-from .._types import Array, Key, Particles, ParticlesLike, Scalar, WeightsLike
+from .._types import Array, Key, Particles, ParticlesLike, Scalar, StatusCode, WeightsLike
 
 COUPLINGS = ("independent", "ot", "entropic")
+# Options of the coupling's solve, passed on to `transport.minibatch_coupling`.
+COUPLING_OPTIONS = ("solver", "threshold", "max_iterations", "momentum")
+
+
+def _coupling_options(options) -> dict:
+    """`options` as a dict, checked to hold only `COUPLING_OPTIONS`."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(COUPLING_OPTIONS))
+    if unknown:
+        raise ValueError(f"`coupling_options` may hold {COUPLING_OPTIONS}, got {unknown}.")
+    return options
 
 
 def couple(key: Key, x0: ParticlesLike, x1: ParticlesLike, coupling: str = "independent", *,
-           sigma=0.0, replace: bool = False):
+           sigma=0.0, replace: bool = False, options: dict | None = None):
     """Pair the rows of `x0` `(n, d)` with rows of `x1` `(n, d)`; usable inside ``jit``.
 
     - "independent": the rows as drawn (independent coupling).
@@ -36,20 +48,24 @@ def couple(key: Key, x0: ParticlesLike, x1: ParticlesLike, coupling: str = "inde
     repeat, some drop out): for "ot" this is drawing `n` pairs from the flattened exact plan, as
     torchcfm's ``OTPlanSampler`` does.
 
+    `options` (names in `COUPLING_OPTIONS`) go to ``transport.minibatch_coupling``: `solver` for
+    "ot"; `threshold`, `max_iterations`, `momentum` for "entropic".
+
     **Returns:** `(x0, x1_paired)`, both `(n, d)`.
     """
     coupling = _checks.choice(coupling, COUPLINGS, "coupling")
     _checks.positive(sigma, "sigma", allow_zero=coupling != "entropic")
+    options = _coupling_options(options)
     if replace:
         key, k_rows = jax.random.split(key)
-        x0, x1 = couple(key, x0, x1, coupling, sigma=sigma)
+        x0, x1 = couple(key, x0, x1, coupling, sigma=sigma, options=options)
         rows = jax.random.randint(k_rows, x0.shape[:1], 0, x0.shape[0])
         return x0[rows], x1[rows]
     if coupling == "independent":
         return x0, x1
     if coupling == "ot":
-        return transport.minibatch_coupling(x0, x1)
-    return transport.minibatch_coupling(x0, x1, epsilon=2 * sigma**2, key=key)
+        return transport.minibatch_coupling(x0, x1, **options)
+    return transport.minibatch_coupling(x0, x1, epsilon=2 * sigma**2, key=key, **options)
 
 
 def conditional_path(key: Key, x0: ParticlesLike, x1: ParticlesLike, t: WeightsLike, *,
@@ -116,6 +132,9 @@ class FlowMatchingLoss(eqx.Module):
       paths of noise level `sigma`).
     - `sigma`: Gaussian smoothing of the paths (>= 0; > 0 for "entropic").
     - `replace`: draw the batch's pairs with replacement from the coupled pairs (see [`couple`][]).
+    - `coupling_options`: options of the coupling's solve (see [`couple`][]), e.g.
+      ``{"momentum": 1.5, "max_iterations": 10_000}`` for a small entropic regularisation; the
+      entropic solve's convergence on a batch is reported by `coupling_status`.
 
     The model is called one particle at a time (``model(t_i, x_i[None], None)``, vectorised), so
     any field ``f(t, x, args)`` with scalar `t` can be trained or scored.
@@ -127,9 +146,10 @@ class FlowMatchingLoss(eqx.Module):
     coupling: str = eqx.field(static=True)
     sigma: float = eqx.field(static=True)
     replace: bool = eqx.field(static=True)
+    coupling_options: tuple = eqx.field(static=True)
 
     def __init__(self, source, target, *, batch_size: int = 256, coupling: str = "independent",
-                 sigma: float = 0.0, replace: bool = False):
+                 sigma: float = 0.0, replace: bool = False, coupling_options: dict | None = None):
         self.source = _sampler(source, "source")
         self.target = _sampler(target, "target")
         self.batch_size = _checks.positive_int(batch_size, "batch_size")
@@ -137,6 +157,7 @@ class FlowMatchingLoss(eqx.Module):
         _checks.positive(sigma, "sigma", allow_zero=self.coupling != "entropic")
         self.sigma = float(sigma)
         self.replace = bool(replace)
+        self.coupling_options = tuple(sorted(_coupling_options(coupling_options).items()))
 
     def sample(self, key: Key):
         """One batch: times `(n,)`, points `x_t` `(n, d)` and regression targets `u_t` `(n, d)`."""
@@ -149,10 +170,23 @@ class FlowMatchingLoss(eqx.Module):
                 f"{x1.shape}."
             )
         x1 = x1.astype(x0.dtype)
-        x0, x1 = couple(kc, x0, x1, self.coupling, sigma=self.sigma, replace=self.replace)
+        x0, x1 = couple(kc, x0, x1, self.coupling, sigma=self.sigma, replace=self.replace,
+                        options=dict(self.coupling_options))
         t = jax.random.uniform(kt, x0.shape[:1], x0.dtype)
         xt, ut = _path(kp, x0, x1, t, self.sigma, self.coupling == "entropic")
         return t, xt, ut
+
+    def coupling_status(self, key: Key) -> StatusCode:
+        """The [`Status`][flowjax_lab.Status] of the coupling on the batch that ``loss(model,
+        key)`` draws: the entropic plan's solve may stop at its iteration limit (the pairs are
+        then drawn from an unconverged plan); "independent" and "ot" always succeed."""
+        k0, k1, kc, _, _ = jax.random.split(_checks.key(key), 5)
+        if self.coupling != "entropic":
+            return jnp.asarray(Status.SUCCESS, jnp.int32)
+        x0 = _draw(self.source, k0, self.batch_size)
+        x1 = _draw(self.target, k1, self.batch_size).astype(x0.dtype)
+        return transport.minibatch_coupling(x0, x1, epsilon=2 * self.sigma**2, key=kc,
+                                            return_status=True, **dict(self.coupling_options))[2]
 
     def __call__(self, model, key: Key) -> Scalar:
         t, xt, ut = self.sample(key)

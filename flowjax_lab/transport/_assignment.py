@@ -80,11 +80,19 @@ def optimal_permutation(x: ParticlesLike, y: ParticlesLike, *,
         raise ValueError(f"`x` and `y` must hold the same number of points, got {x.shape[0]} "
                          f"and {y.shape[0]}.")
     check_solver(solver)
-    y = y.astype(x.dtype)
-    cost = jax.lax.stop_gradient(squared_distances(x, y))
+    x, y = jax.lax.stop_gradient(x), jax.lax.stop_gradient(y.astype(x.dtype))
     if solver == "auction":
-        return linear_assignment(cost).raise_on_failure().permutation
+        return linear_assignment(squared_distances(x, y)).raise_on_failure().permutation
     host = _HOST[solver]
-    out = jax.ShapeDtypeStruct(cost.shape[:-2] + cost.shape[-2:-1], jnp.int32)
-    return jax.pure_callback(lambda c: host(np.asarray(c, np.float64)), out, cost,
+    # The points go to the host, not their (n, n) costs: a large array read inside the callback
+    # waited forever on a one-core machine (n = 10 000 under `taskset -c 0`, seen), and the host
+    # computes the costs in float64 anyway.
+    return jax.pure_callback(lambda a, b: host(_host_costs(a, b)),
+                             jax.ShapeDtypeStruct(x.shape[:1], jnp.int32), x, y,
                              vmap_method="sequential")
+
+
+def _host_costs(x, y) -> np.ndarray:
+    """|x_i - y_j|^2 in float64 on the host, `(n, m)`."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return np.maximum(np.sum(x**2, 1)[:, None] + np.sum(y**2, 1)[None, :] - 2 * x @ y.T, 0.0)
