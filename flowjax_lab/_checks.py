@@ -154,8 +154,10 @@ def positive(value, name: str, *, allow_zero: bool = False):
     value quoted), an array by [`fail_if`][]."""
     if value is None:
         return value
+    if isinstance(value, bool | np.bool_ | str):
+        raise TypeError(f"`{name}` must be a real scalar, got {value!r}.")
     bound = ">= 0" if allow_zero else "> 0"
-    if isinstance(value, int | float | np.number) and not isinstance(value, bool):
+    if isinstance(value, int | float | np.number):
         if not np.isfinite(value):
             raise ValueError(f"`{name}` must be a finite scalar, got {value!r}.")
         if value < 0 or (value == 0 and not allow_zero):

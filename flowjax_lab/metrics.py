@@ -21,6 +21,7 @@ from ._types import (
     Scalar,
     ScalarLike,
     TimesLike,
+    Weights,
 )
 
 SameShape = Real[ArrayLike, "*shape"] | list  # two of them: one shape
@@ -113,18 +114,22 @@ class _WithEnergy(eqx.Module):
 
 
 def kinetic_energy(field, x0: ParticlesLike, *, steps=None, solver=None, rtol=1e-5, atol=1e-5,
-                   args=None, saveat=None) -> tuple[Scalar, Trajectory]:
+                   args=None, saveat=None, per_particle: bool = False
+                   ) -> tuple[Scalar | Weights, Trajectory]:
     """``E int_0^1 |v_t(x_t)|^2 dt`` along the flow of `field` from `x0` `(n, d)`, integrated
     during the solve (with fixed Euler `steps` it is the Riemann sum the papers log).
 
-    **Returns:** `(energy, trajectory)`; the trajectory holds the particles only.
+    **Returns:** `(energy, trajectory)`: the mean over the particles, or with `per_particle`
+    each particle's ``int_0^1 |v_t(x_t)|^2 dt`` `(n,)` (their spread gives the mean's sampling
+    error); the trajectory holds the particles only.
     """
     x0 = _checks.particles(x0, "x0")
     solver = solver or ("tsit5" if steps is None else "euler")
     y0 = jnp.concatenate([x0, jnp.zeros((x0.shape[0], 1), x0.dtype)], axis=1)
     traj = simulate(_WithEnergy(field), y0, steps=steps, solver=solver, rtol=rtol, atol=atol,
                     args=args, saveat=saveat)
-    energy = jnp.mean(traj.xs[-1, :, -1])
+    energies = traj.xs[-1, :, -1]
+    energy = energies if per_particle else jnp.mean(energies)
     return energy, eqx.tree_at(lambda tr: tr.xs, traj, traj.xs[..., :-1])
 
 

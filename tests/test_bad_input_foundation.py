@@ -214,6 +214,7 @@ ROWS = [
      r"`steps` must be a non-empty sequence"),
     # transport
     (lambda: tr.sinkhorn(X, X, epsilon=-1.0), ValueError, r"`epsilon` must be > 0"),
+    (lambda: tr.sinkhorn(X, X, epsilon=True), TypeError, r"`epsilon` must be a real scalar"),
     (lambda: tr.sinkhorn(X, jnp.zeros((3, 3))), ValueError,
      r"`x` and `y` must have the same dimension d, got 2 and 3"),
     (lambda: tr.sinkhorn(X, X, a=jnp.ones(4)), ValueError, r"`a` must sum to one"),

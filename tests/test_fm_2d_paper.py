@@ -132,8 +132,12 @@ def test_npe_standard_error_follows_the_euler_sums():
     dt = 1 / steps
     factor = sum(dt * (1 + dt) ** (2 * k) for k in range(steps))
     sq = np.sum(np.asarray(x0, np.float64) ** 2, axis=1)
+    energies, _ = fl.metrics.kinetic_energy(lambda t, x, args: x, x0, steps=steps,
+                                            per_particle=True)
+    np.testing.assert_allclose(energies, factor * sq, rtol=1e-5)
+    mean, _ = fl.metrics.kinetic_energy(lambda t, x, args: x, x0, steps=steps)
+    np.testing.assert_allclose(mean, np.mean(energies), rtol=1e-6)
     expected = factor * np.std(sq, ddof=1) / np.sqrt(sq.size) / w2**2
-    value = p2d._npe_standard_error(lambda t, x, args: x, x0, steps, w2)
-    np.testing.assert_allclose(value, expected, rtol=1e-4)
-    assert np.isnan(p2d._npe_standard_error(lambda t, x, args: x * jnp.nan, x0, steps, w2))
+    np.testing.assert_allclose(p2d._npe_standard_error(energies, w2), expected, rtol=1e-4)
+    assert np.isnan(p2d._npe_standard_error(energies.at[3].set(jnp.nan), w2))
     assert p2d.Config.quick().check_direction and not p2d.Config.quick().check_npe
