@@ -141,3 +141,20 @@ def test_npe_standard_error_follows_the_euler_sums():
     np.testing.assert_allclose(p2d._npe_standard_error(energies, w2), expected, rtol=1e-4)
     assert np.isnan(p2d._npe_standard_error(energies.at[3].set(jnp.nan), w2))
     assert p2d.Config.quick().check_direction and not p2d.Config.quick().check_npe
+
+
+def test_runner_data_run_compares_every_published_cell():
+    # The paper preset at a toy size (20 steps): it runs end to end, stores the published cells
+    # beside ours and draws them, and its untrained-like models miss the published W2.
+    result = fl.experiments.run("fm-2d-protocol", preset="paper", tasks=("gaussian->moons",),
+                                repeats=1, steps=20, val_every=10, eval_points=200,
+                                npe_points=200)
+    assert result.error is None, result.error
+    cells = [c for c in result.checks if "within the published spread" in c.name]
+    assert len(cells) == 4  # W2 and NPE of I-CFM and OT-CFM
+    assert not all(c.passed for c in cells if "W2" in c.name)
+    for label in ("I-CFM", "OT-CFM"):
+        published = p2d.PUBLISHED["gaussian->moons", label][0]
+        assert result.metrics[f"gaussian->moons {label} w2 mean published"] == published
+    axes = result.figures["published"].axes
+    assert len(axes) == 2 and all(len(ax.containers) == 4 for ax in axes)

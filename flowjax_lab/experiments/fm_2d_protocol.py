@@ -423,6 +423,8 @@ def run(config: Config, key, checkpoint=None) -> Result:
         if {"I-CFM", "OT-CFM"} <= set(config.methods):
             _coupling_checks(result, config, task, table, npe_se)
     result.figures["paths"] = fig
+    if config.data == "runner":
+        result.figures["published"] = _published_figure(result, config)
     result.arrays["table w2 npe (task, coupling, seed, [w2, npe])"] = np.array(
         [[table[task, label] for label in config.methods] for task in config.tasks])
     return result
@@ -447,6 +449,28 @@ def _published(result: Result, config: Config, task: str, label: str) -> None:
             row[f"{name} mean"], spread, relative=False, kind="comparison",
             against="[SF]^2M (AISTATS 2024) Table 2, 5 seeds: two standard deviations of the "
                     "difference of the means"))
+
+
+def _published_figure(result: Result, config: Config):
+    """Per task (columns), W2 and NPE (rows): our mean +- std over the seeds beside the
+    published one, per method."""
+    fig, axes = figure(len(config.tasks), 2, size=2.8)
+    for i, task in enumerate(config.tasks):
+        for row, name in enumerate(("w2", "npe")):
+            ax = axes[row, i]
+            for j, label in enumerate(config.methods):
+                cells = (f"{task} {label} {name} {s}" for s in ("mean", "std"))
+                ax.errorbar(j - 0.1, *(result.metrics[c] for c in cells), fmt="o", color="C0",
+                            label="ours" if j == 0 else None)
+                published = [result.metrics.get(f"{task} {label} {name} {s} published")
+                             for s in ("mean", "std")]
+                if published[0] is not None:
+                    ax.errorbar(j + 0.1, *published, fmt="s", color="C1",
+                                label="published" if j == 0 else None)
+            ax.set_xticks(range(len(config.methods)), config.methods, fontsize=7)
+            ax.set_title(f"{task}: {name.upper()}", fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    return fig
 
 
 def _floor_checks(result: Result, config: Config, task: str, label: str, floor,
