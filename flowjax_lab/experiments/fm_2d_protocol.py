@@ -335,7 +335,8 @@ def run_one(config: Config, task: str, coupling: str, key, checkpoint=None, shar
         untrained = metrics.kinetic_energy(model, x0, steps=config.euler_steps, saveat=21)[1]
         values.update({"w2_untrained": _w2(untrained.x1, held_out),
                        "nfe_adaptive": float("nan"), "nfe_euler_within_10pct": float("nan")})
-    if config.floor_and_nfe and np.isfinite(values["w2"]) and np.isfinite(values["kinetic_energy"]):
+    finite = np.isfinite(values["w2"]) and np.isfinite(values["kinetic_energy"])
+    if config.floor_and_nfe and finite:
         # Adaptive solves of a field that is not finite never end: only for finite samples.
         adaptive = simulate(trained, x0, rtol=1e-4, atol=1e-4)
         nfe = metrics.nfe_for_w2(trained, x0, held_out, 1.1 * values["w2"],
@@ -348,8 +349,8 @@ def run_one(config: Config, task: str, coupling: str, key, checkpoint=None, shar
 
 
 def _converged_fraction(loss: FlowMatchingLoss, key) -> float:
-    """Fraction of `COUPLING_PROBES` training batches (drawn as ``fit`` draws its first ones)
-    on which the loss's coupling solve converged."""
+    """Fraction of `COUPLING_PROBES` training batches (keys split from `key`) on which the
+    loss's coupling solve converged."""
     status = eqx.filter_jit(jax.vmap(loss.coupling_status))(
         jax.random.split(key, COUPLING_PROBES))
     return float(np.mean(np.asarray(status) == Status.SUCCESS))

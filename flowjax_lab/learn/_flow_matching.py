@@ -159,8 +159,9 @@ class FlowMatchingLoss(eqx.Module):
         self.replace = bool(replace)
         self.coupling_options = tuple(sorted(_coupling_options(coupling_options).items()))
 
-    def sample(self, key: Key):
-        """One batch: times `(n,)`, points `x_t` `(n, d)` and regression targets `u_t` `(n, d)`."""
+    def _draw_batch(self, key: Key):
+        """The batch's source and target rows `(n, d)` (before coupling) and the keys of the
+        coupling, the times and the path noise."""
         k0, k1, kc, kt, kp = jax.random.split(key, 5)
         x0 = _draw(self.source, k0, self.batch_size)
         x1 = _draw(self.target, k1, self.batch_size)
@@ -169,7 +170,11 @@ class FlowMatchingLoss(eqx.Module):
                 f"source and target batches must both be (n, d) and equal, got {x0.shape} and "
                 f"{x1.shape}."
             )
-        x1 = x1.astype(x0.dtype)
+        return x0, x1.astype(x0.dtype), (kc, kt, kp)
+
+    def sample(self, key: Key):
+        """One batch: times `(n,)`, points `x_t` `(n, d)` and regression targets `u_t` `(n, d)`."""
+        x0, x1, (kc, kt, kp) = self._draw_batch(key)
         x0, x1 = couple(kc, x0, x1, self.coupling, sigma=self.sigma, replace=self.replace,
                         options=dict(self.coupling_options))
         t = jax.random.uniform(kt, x0.shape[:1], x0.dtype)
@@ -180,11 +185,10 @@ class FlowMatchingLoss(eqx.Module):
         """The [`Status`][flowjax_lab.Status] of the coupling on the batch that ``loss(model,
         key)`` draws: the entropic plan's solve may stop at its iteration limit (the pairs are
         then drawn from an unconverged plan); "independent" and "ot" always succeed."""
-        k0, k1, kc, _, _ = jax.random.split(_checks.key(key), 5)
+        key = _checks.key(key)
         if self.coupling != "entropic":
             return jnp.asarray(Status.SUCCESS, jnp.int32)
-        x0 = _draw(self.source, k0, self.batch_size)
-        x1 = _draw(self.target, k1, self.batch_size).astype(x0.dtype)
+        x0, x1, (kc, _, _) = self._draw_batch(key)
         return transport.minibatch_coupling(x0, x1, epsilon=2 * self.sigma**2, key=kc,
                                             return_status=True, **dict(self.coupling_options))[2]
 
