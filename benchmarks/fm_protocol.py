@@ -46,6 +46,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -309,6 +310,35 @@ def sb_plan_table(batches: int = 10, batch: int = 512) -> str:
     return "\n".join(lines)
 
 
+def published_table(folders) -> str:
+    """The side-by-side table of fm-2d-protocol run folders (``OUT/fm-2d-protocol``, e.g. one per
+    task of a split paper run): per task and method our W2 and NPE mean +- std over the seeds,
+    the published ones, and whether each cell's check passed."""
+    lines = ["| task | method | W2 ours | W2 published | NPE ours | NPE published | checks |",
+             "|---|---|---|---|---|---|---|"]
+    for folder in folders:
+        saved = json.loads((Path(folder) / "metrics.json").read_text())
+        config = json.loads((Path(folder) / "config.json").read_text())["config"]
+        values = saved["metrics"]
+        passed = {c["name"]: c["passed"] for c in saved["checks"]}
+        for task in config["tasks"]:
+            for label in config["methods"]:
+                cells, marks = [], []
+                for name in ("w2", "npe"):
+                    key = f"{task} {label} {name}"
+                    cells.append(f"{values[key + ' mean']:.3f} ± {values[key + ' std']:.3f}")
+                    published = [values.get(f"{key} {s} published") for s in ("mean", "std")]
+                    cells.append("—" if published[0] is None
+                                 else f"{published[0]:.3f} ± {published[1]:.3f}")
+                    check = passed.get(f"{task} {label}: {name.upper()} within the published "
+                                       "spread")
+                    marks.append(f"{name.upper()} " + {True: "in", False: "**out**",
+                                                       None: "—"}[check])
+                lines.append(f"| {task} | {label} | " + " | ".join(cells) + " | "
+                             + ", ".join(marks) + " |")
+    return "\n".join(lines)
+
+
 def _main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.fm_protocol",
                                 description=__doc__.split("\n")[0])
@@ -322,9 +352,14 @@ def _main(argv=None) -> int:
     p.add_argument("--out", help="also write the markdown table (and a .json of the records)")
     p.add_argument("--sb-plan", action="store_true",
                    help="only SB-CFM's plan: POT as the runner calls it beside ours")
+    p.add_argument("--table", nargs="+", metavar="FOLDER",
+                   help="only print the side-by-side table of fm-2d-protocol run folders")
     args = p.parse_args(argv)
     if args.sb_plan:
         print(sb_plan_table())
+        return 0
+    if args.table:
+        print(published_table(args.table))
         return 0
     cfg = config(args.tasks, args.seeds, args.steps, args.eval_points, args.val_every)
     began, load = time.time(), os.getloadavg()
