@@ -33,6 +33,11 @@ arrays** and are measured by the **same evaluation code**:
     python -m benchmarks.fm_protocol --tasks gaussian->8gaussians gaussian->moons --seeds 2 \\
         --steps 2000 --eval-points 10000 --out fm_protocol.md
 
+Two studies beside it: ``--sb-plan`` prints SB-CFM's plan as the runner's POT call computes it
+beside our converged solve (`sb_plan_table`); ``--table FOLDER...`` prints the side-by-side
+table of ``fm-2d-protocol`` run folders, e.g. the per-task folders of a split paper run
+(`published_table`).
+
 Run it in the peers environment (torch, torchcfm, POT); without them only flowjax_lab's rows
 are measured. ``rows(quick)`` (the suite's entry) runs gaussian->8gaussians, one seed: 40 steps
 and 256 evaluation points when quick (seconds), else 1000 steps and 2000 points (minutes: each of
