@@ -164,8 +164,8 @@ class Config:
 
         Methods I-CFM and OT-CFM, those of the runner's script (``two-dim-cfm.sh``); SB-CFM
         (``--set methods=SB-CFM``, compared with its three published cells) solves an entropic
-        plan at regularisation 2 sigma^2 = 0.02 every step: 0.2-0.6 s per batch of 512 on a
-        loaded 2-core CPU, some 30 hours of one core for its 15 runs."""
+        plan at regularisation 2 sigma^2 = 0.02 every step: 0.1 s per batch of 512 on a quiet
+        2-core CPU, 0.2-0.6 s beside other jobs, some 10-30 hours for its 15 runs."""
         return cls(tasks=tuple(_runner_data.TASKS), repeats=5, steps=20_000, batch_size=512,
                    eval_points=10_000, data="runner", replace_pairs=True, val_every=200,
                    floor_and_nfe=False, compare_published=True, npe_points=2_000)
