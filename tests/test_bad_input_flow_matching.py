@@ -71,6 +71,8 @@ CASES = [
      ValueError, r"source and target batches"),
     (lambda: fl.learn.FlowMatchingLoss(GAUSS, GAUSS).coupling_status(3), TypeError,
      r"`key` must be a jax.random key"),
+    (lambda: fl.learn.FlowMatchingLoss(GAUSS, GAUSS, coupling_options={"eps": 1.0}),
+     ValueError, r"`coupling_options` may hold"),
     # sampling and likelihood
     (lambda: fl.learn.generate(_bad_model, X), ValueError, r"`field` must return an array"),
     (lambda: fl.learn.generate(FIELD, X, steps=0), ValueError, r"`steps`"),
