@@ -33,6 +33,10 @@ arrays** and are measured by the **same evaluation code**:
     python -m benchmarks.fm_protocol --tasks gaussian->8gaussians gaussian->moons --seeds 2 \\
         --steps 2000 --eval-points 10000 --out fm_protocol.md
 
+``--codes torchcfm --methods OT-CFM --first-seed 1`` trains only torchcfm's OT-CFM, on seeds 1,
+2, ...: beside a paper run's folder (the same seeds, data and evaluation points) it completes the
+comparison at full size.
+
 Two studies beside it: ``--sb-plan`` prints SB-CFM's plan as the runner's POT call computes it
 beside our converged solve (`sb_plan_table`); ``--table FOLDER...`` prints the side-by-side
 table of ``fm-2d-protocol`` run folders, e.g. the per-task folders of a split paper run
@@ -200,16 +204,24 @@ def euler(model, x0, steps: int):
     return x.numpy(), energy
 
 
-def measure(cfg, *, peers: bool = True, log=print) -> list[dict]:
-    """Every (task, method, code, seed): W2, NPE, seconds. Seeds as ``fm_2d_protocol.run``:
-    ``fold_in(key(0), seed)``; the source-target W2 shared per task and seed."""
-    missing = peer_missing() if peers else "not requested"
+CODES = ("flowjax_lab", "torchcfm")
+
+
+def measure(cfg, *, codes=CODES, methods=tuple(COUPLINGS), first_seed: int = 0,
+            log=print) -> list[dict]:
+    """Every (task, method, code, seed): W2, NPE, seconds. Seeds ``first_seed`` to ``first_seed +
+    cfg.repeats - 1`` as ``fm_2d_protocol.run`` numbers them (``fold_in(key(0), seed)``: a paper
+    run's seed s is this seed s); the source-target W2 shared per task and seed. torchcfm is
+    skipped, and why returned, when it is not importable."""
+    missing = peer_missing() if "torchcfm" in codes else None
+    codes = [c for c in codes if not (c == "torchcfm" and missing)]
     records, root = [], jax.random.key(0)
     for task in cfg.tasks:
-        for seed in range(cfg.repeats):
+        for seed in range(first_seed, first_seed + cfg.repeats):
             key, shared = jax.random.fold_in(root, seed), {}
-            for label, coupling in COUPLINGS.items():
-                for code in ("flowjax_lab",) if missing else ("flowjax_lab", "torchcfm"):
+            for label in methods:
+                coupling = COUPLINGS[label]
+                for code in codes:
                     values = (ours(cfg, task, coupling, key, shared) if code == "flowjax_lab"
                               else torchcfm_run(cfg, task, label, key, seed, shared))
                     rec = {"task": task, "method": label, "code": code, "seed": seed} | values
@@ -353,7 +365,11 @@ def _main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--eval-points", type=int, default=10_000)
     p.add_argument("--val-every", type=int, default=200)
-    p.add_argument("--no-peers", action="store_true", help="flowjax_lab only")
+    p.add_argument("--codes", nargs="+", default=list(CODES), choices=CODES,
+                   help="which codes train (default both)")
+    p.add_argument("--methods", nargs="+", default=list(COUPLINGS), choices=list(COUPLINGS))
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds first-seed .. first-seed + seeds - 1, as a paper run numbers them")
     p.add_argument("--out", help="also write the markdown table (and a .json of the records)")
     p.add_argument("--sb-plan", action="store_true",
                    help="only SB-CFM's plan: POT as the runner calls it beside ours")
@@ -368,8 +384,11 @@ def _main(argv=None) -> int:
         return 0
     cfg = config(args.tasks, args.seeds, args.steps, args.eval_points, args.val_every)
     began, load = time.time(), os.getloadavg()
-    print(json.dumps({"config": dataclasses.asdict(cfg), "load_start": load}), flush=True)
-    records, missing = measure(cfg, peers=not args.no_peers)
+    print(json.dumps({"config": dataclasses.asdict(cfg) | {"methods": args.methods},
+                      "codes": args.codes, "first_seed": args.first_seed, "load_start": load}),
+          flush=True)
+    records, missing = measure(cfg, codes=args.codes, methods=args.methods,
+                               first_seed=args.first_seed)
     text = table(records, missing)
     text += (f"\n\nload average {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f} -> "
              + "/".join(f"{v:.2f}" for v in os.getloadavg())
