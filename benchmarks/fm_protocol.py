@@ -159,7 +159,7 @@ def torchcfm_run(cfg, task: str, label: str, key, seed: int, shared: dict) -> di
             x0 = torch.randn_like(val_target) if gaussian_source else val_source
             return float(loss_of(val_matcher, x0, val_target))
 
-    best_value, best_state, step, losses = float("inf"), None, 0, []
+    best_value, best_state, best_step, step, losses = float("inf"), None, 0, 0, []
     started = time.perf_counter()
     while step < cfg.steps:
         target_batches = _batches(len(target), cfg.batch_size, not gaussian_source, generator)
@@ -178,6 +178,7 @@ def torchcfm_run(cfg, task: str, label: str, key, seed: int, shared: dict) -> di
                 value = validate()
                 if value < best_value:
                     best_value, best_state = value, copy.deepcopy(model.state_dict())
+                    best_step = step
             if step == cfg.steps:
                 break
     seconds = time.perf_counter() - started
@@ -186,7 +187,8 @@ def torchcfm_run(cfg, task: str, label: str, key, seed: int, shared: dict) -> di
     x1, energy = euler(model, as_torch(data.x0), cfg.euler_steps)
     values = p2d.sample_metrics(cfg, energy, x1, data, shared)
     return {"w2": values["w2"], "npe": values["npe"], "seconds": seconds,
-            "kinetic_energy": values["kinetic_energy"], "final_loss": float(np.mean(losses[-50:]))}
+            "kinetic_energy": values["kinetic_energy"], "final_loss": float(np.mean(losses[-50:])),
+            "best_step": best_step}
 
 
 def euler(model, x0, steps: int):

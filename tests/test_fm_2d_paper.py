@@ -83,6 +83,20 @@ def test_ot_pairs_with_replacement_come_from_the_plan():
     assert len(np.unique(np.asarray(c), axis=0)) < 16  # 16 draws of 16 repeat (p > 0.999)
 
 
+def test_paper_losses_redraw_plan_pairs_and_keep_independent_pairs():
+    # The runner redraws pairs from a plan (OT-CFM, SB-CFM) and uses I-CFM's pairs as drawn.
+    # With a fresh N(0, I) source every x0 row is distinct: a velocity target u = x1 - x0 repeats
+    # only when pairs are redrawn (64 draws of 64 repeat with p > 0.999).
+    config = dataclasses.replace(p2d.Config.paper(), batch_size=64)
+    data = p2d.run_data(config, "gaussian->moons", "independent", KEY)
+    for coupling, redrawn in (("independent", False), ("ot", True)):
+        loss = p2d.protocol_loss(config, data.source, data.target, 64, coupling)
+        u = np.asarray(loss.sample(KEY)[2])
+        assert (len(np.unique(u, axis=0)) < 64) == redrawn, coupling
+    unpaired = dataclasses.replace(config, replace_pairs=False)
+    u = np.asarray(p2d.protocol_loss(unpaired, data.source, data.target, 64, "ot").sample(KEY)[2])
+    assert len(np.unique(u, axis=0)) == 64
+
 def test_paper_preset_fields():
     config = fl.experiments.get("fm-2d-protocol").make_config(preset="paper")
     assert config == p2d.Config.paper()

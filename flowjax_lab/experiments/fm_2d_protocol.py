@@ -14,8 +14,9 @@ Two data regimes (`data`). "flowjax" (the default and the quick run): fresh samp
 8gaussians -> moons. "runner" (``Config.paper()``): the published protocol as the runner's source
 defines it (``docs/protocols/tong2024_2d.md``): the runner's data definitions
 (``_runner_data``) with fixed 10 000 / 1 000 / 1 000 splits, batches drawn from the fixed train
-split, OT pairs drawn with replacement from the exact plan, the best of the validation-loss
-checks evaluated, and the published table stored beside the results (``PUBLISHED``).
+split, OT pairs drawn with replacement from the exact plan (independent pairs as drawn), the
+best of the validation-loss checks evaluated, and the published table stored beside the results
+(``PUBLISHED``).
 
 Checks: every training ended ok; the W2 of each coupling's samples is within the sampling floor
 (the W2 between two independent target samples of the same size, what a perfect sampler scores:
@@ -110,7 +111,7 @@ class Config:
     check_direction: bool = False  # OT-CFM's NPE below I-CFM's beyond its evaluation noise
     nfe_steps: tuple = (1, 2, 4, 8, 16, 32)  # Euler step counts tried for "NFE within 10%"
     data: str = "flowjax"  # "flowjax" (fresh fl.datasets samples) or "runner" (see the module)
-    replace_pairs: bool = False  # draw each batch's pairs with replacement from the coupling
+    replace_pairs: bool = False  # redraw a plan's pairs with replacement (`protocol_loss`)
     val_every: int = 0  # steps between validation-loss checks (runner data; 0: none, final model)
     floor_and_nfe: bool = True  # sampling floor, untrained-network and NFE measurements
     compare_published: bool = False  # published cells as checks (runner data, full protocol)
@@ -289,6 +290,18 @@ def sample_metrics(config: Config, energy, x1, data: RunData, shared: dict | Non
             "kinetic_energy": float(energy), "w2_source_target": w2_source}
 
 
+def protocol_loss(config: Config, source, target, batch_size: int, coupling: str
+                  ) -> FlowMatchingLoss:
+    """The flow-matching loss of a training or validation batch. With ``replace_pairs`` the pairs
+    of a plan ("ot", "entropic") are redrawn with replacement, as torchcfm's
+    ``OTPlanSampler.sample_plan`` draws them from the flattened plan; independent pairs are used
+    as drawn, as the runner's I-CFM and its moons->8gaussians validation (no plan) use them."""
+    return FlowMatchingLoss(source, target, batch_size=batch_size, coupling=coupling,
+                            sigma=config.sigma,
+                            replace=config.replace_pairs and coupling != "independent",
+                            coupling_options=ENTROPIC_OPTIONS if coupling == "entropic" else None)
+
+
 def run_one(config: Config, task: str, coupling: str, key, checkpoint=None, shared=None):
     """Train one model and measure it: returns (metrics dict, saved Euler paths, the ``fit``
     result). `checkpoint`: a folder to save (and resume) the training in. With ``val_every``
@@ -300,16 +313,12 @@ def run_one(config: Config, task: str, coupling: str, key, checkpoint=None, shar
     x0, held_out = data.x0, data.held_out
     model = MLPField(2, width=config.width, depth=config.depth, activation=jax.nn.selu,
                      key=data.model_key)
-    options = ENTROPIC_OPTIONS if coupling == "entropic" else None
-    loss = FlowMatchingLoss(data.source, data.target, batch_size=config.batch_size,
-                            coupling=coupling, sigma=config.sigma, replace=config.replace_pairs,
-                            coupling_options=options)
+    loss = protocol_loss(config, data.source, data.target, config.batch_size, coupling)
     best = None
     if config.val_every:
         val_source, val_target, val_coupling = data.validation
-        val_loss = FlowMatchingLoss(val_source, val_target, batch_size=_runner_data.SPLITS[1],
-                                    coupling=val_coupling, sigma=config.sigma,
-                                    replace=config.replace_pairs, coupling_options=options)
+        val_loss = protocol_loss(config, val_source, val_target, _runner_data.SPLITS[1],
+                                 val_coupling)
         best = _BestModel(val_loss, model, data.val_key, None if checkpoint is None
                           else Path(checkpoint))
     optimizer = optax.adamw(config.learning_rate, weight_decay=1e-5)
