@@ -26,7 +26,9 @@ arrays** and are measured by the **same evaluation code**:
   integrated by an **explicit Euler loop in torch** (``t_k = k / 100``, what torchdyn's
   ``NeuralODE(solver="euler")`` does on ``linspace(0, 1, 101)``). W2 and NPE come from
   ``fm_2d_protocol.sample_metrics`` (exact W2 by optimal assignment, NPE against the exact
-  source-target W2 on the first `npe_points`, shared by both codes per task and seed).
+  source-target W2 on the first `npe_points`, shared by both codes per task and seed). Each
+  trained torchcfm model is also integrated by our own solver (its weights copied into an
+  ``MLPField``, `as_field`): ``kinetic_energy_by_our_solver`` beside its torch ``kinetic_energy``.
 - seconds per training run: wall time of the training loop with its validation checks (ours:
   ``fit``'s seconds, the first run of each coupling includes JIT compilation).
 
@@ -57,10 +59,14 @@ import sys
 import time
 from pathlib import Path
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from flowjax_lab import metrics
 from flowjax_lab.experiments import _runner_data, fm_2d_protocol as p2d
+from flowjax_lab.fields import MLPField
 
 from . import _harness as H
 
@@ -90,7 +96,8 @@ def peer_missing() -> str | None:
 def ours(cfg, task: str, coupling: str, key, shared: dict) -> dict:
     values, _, result = p2d.run_one(cfg, task, coupling, key, shared=shared)
     return {"w2": values["w2"], "npe": values["npe"], "seconds": result.seconds,
-            "kinetic_energy": values["kinetic_energy"]}
+            "kinetic_energy": values["kinetic_energy"],
+            "w2_source_target": values["w2_source_target"]}
 
 
 class _RunnerMLP:
@@ -186,9 +193,26 @@ def torchcfm_run(cfg, task: str, label: str, key, seed: int, shared: dict) -> di
         model.load_state_dict(best_state)
     x1, energy = euler(model, as_torch(data.x0), cfg.euler_steps)
     values = p2d.sample_metrics(cfg, energy, x1, data, shared)
+    energy_ours = metrics.kinetic_energy(as_field(model), data.x0, steps=cfg.euler_steps)[0]
     return {"w2": values["w2"], "npe": values["npe"], "seconds": seconds,
             "kinetic_energy": values["kinetic_energy"], "final_loss": float(np.mean(losses[-50:])),
-            "best_step": best_step}
+            "best_step": best_step, "kinetic_energy_by_our_solver": float(energy_ours),
+            "w2_source_target": values["w2_source_target"]}
+
+
+def as_field(model) -> MLPField:
+    """The torch runner network as our ``MLPField`` (same weights; its input ``[t, x]``
+    reordered to our ``[x, t]``): the trained torchcfm model integrated by our own Euler solve,
+    a check that both codes' evaluations agree on one model."""
+    linears = [m for m in model if hasattr(m, "weight")]
+    field = MLPField(2, width=linears[0].out_features, depth=len(linears) - 1,
+                     activation=jax.nn.selu, key=jax.random.key(0))
+    weights = [m.weight.detach().numpy() for m in linears]
+    weights[0] = np.concatenate([weights[0][:, 1:], weights[0][:, :1]], axis=1)
+    biases = [m.bias.detach().numpy() for m in linears]
+    return eqx.tree_at(lambda f: ([layer.weight for layer in f.mlp.layers]
+                                  + [layer.bias for layer in f.mlp.layers]),
+                       field, [jnp.asarray(w) for w in weights + biases])
 
 
 def euler(model, x0, steps: int):
